@@ -1,0 +1,81 @@
+//! The command line: arguments (clap), settings from the environment, output,
+//! diagnostics and exit codes. The only module that prints, reads the
+//! environment or decides how the process exits.
+//!
+//! Exit codes: 0 success; 1 the build or the input failed (bad Dockerfile,
+//! failing step, registry refusal); 2 usage errors, internal errors and
+//! commands not available yet.
+
+pub mod args;
+pub mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+/// Exit code for failures of the build or of its inputs.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for usage and internal errors.
+pub const EXIT_USAGE: u8 = 2;
+
+/// How a command ended, when it did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The user's input or the build failed (exit 1).
+    User(anyhow::Error),
+    /// Usage error, internal error or missing feature (exit 2).
+    Usage(anyhow::Error),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::User(_) => EXIT_FAILURE,
+            Failure::Usage(_) => EXIT_USAGE,
+        }
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let code = failure.exit_code();
+            let (Failure::User(err) | Failure::Usage(err)) = failure;
+            eprintln!("error: {err:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let state = settings::state_dir(cli.root.as_deref(), |k| std::env::var(k).ok());
+    let _state = state.ok_or_else(|| {
+        Failure::Usage(anyhow::anyhow!(
+            "cannot find a state directory: set IMGB_HOME or HOME, or pass --root"
+        ))
+    })?;
+    match cli.command {
+        Command::Build(_) => not_yet("build", 7),
+        Command::Parse(_) => not_yet("parse", 3),
+        Command::Pull(_) => not_yet("pull", 6),
+        Command::Push(_) => not_yet("push", 6),
+        Command::Login(_) => not_yet("login", 6),
+        Command::Logout(_) => not_yet("logout", 6),
+        Command::Images => not_yet("images", 9),
+        Command::Inspect(_) => not_yet("inspect", 9),
+        Command::Prune(_) => not_yet("prune", 5),
+        Command::Du => not_yet("du", 5),
+    }
+}
+
+/// Commands whose issue has not landed say so plainly and exit 2.
+fn not_yet(command: &str, issue: u32) -> Result<(), Failure> {
+    Err(Failure::Usage(anyhow::anyhow!(
+        "`imgb {command}` is not available yet in this version (tracked in issue #{issue})"
+    )))
+}
