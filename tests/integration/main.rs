@@ -1,0 +1,11 @@
+//! imgb's one integration-test binary: drives the real `imgb` binary against
+//! real local registries, runc, skopeo and umoci.
+//!
+//! `world` starts the test world (registries, base images, tools);
+//! `harness` runs imgb in a temp `IMGB_HOME` and filters output for snapshots.
+
+mod harness;
+mod world;
+
+mod cli;
+mod smoke;
