@@ -95,10 +95,7 @@ impl Instruction {
                 for p in &i.ports {
                     ports.extend(x.lexer.expand_words(p, lookup)?);
                 }
-                Instruction::Expose(Expose {
-                    ports,
-                    ..i.clone()
-                })
+                Instruction::Expose(Expose { ports, ..i.clone() })
             }
             Instruction::StopSignal(i) => Instruction::StopSignal(StopSignal {
                 signal: x.word(&i.signal)?,
@@ -195,7 +192,7 @@ mod tests {
 
     #[test]
     fn copy_and_from_expand_and_drop_quotes() {
-        let df = parse("FROM img:${V}\nCOPY --chown=$a \"a b\" /dst/$V/\n").expect("parses");
+        let df = parse("FROM img:${V}\nCOPY --chown=$a [\"a b\", \"/dst/$V/\"]\n").expect("parses");
         let Instruction::From(from) = df.instructions[0].expand(&vars, '\\').expect("ok") else {
             panic!("not FROM")
         };
