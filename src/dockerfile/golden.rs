@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::dockerfile::{dump, dump_instruction, parse, Lexer};
+use crate::dockerfile::{dump, dump_instruction, go_quote, parse, Lexer};
 
 fn testdata(sub: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -111,7 +111,16 @@ fn run_parse_case(case: &Case) -> Result<&'static str, String> {
         .get("dockerfile")
         .ok_or_else(|| "no dockerfile section".to_string())?;
     for key in case.sections.keys() {
-        if !["dockerfile", "dump", "warnings", "error", "hint"].contains(&key.as_str()) {
+        if ![
+            "dockerfile",
+            "dump",
+            "warnings",
+            "heredocs",
+            "error",
+            "hint",
+        ]
+        .contains(&key.as_str())
+        {
             return Err(format!("unknown section {key}"));
         }
     }
@@ -136,6 +145,27 @@ fn run_parse_case(case: &Case) -> Result<&'static str, String> {
                 if &got != expected {
                     return Err(format!(
                         "warnings differ\n--- expected\n{expected}--- got\n{got}"
+                    ));
+                }
+            }
+            if let Some(expected) = case.sections.get("heredocs") {
+                let mut got = String::new();
+                for inst in &df.instructions {
+                    for h in inst.heredocs() {
+                        got.push_str(&format!(
+                            "{} {} expand={} strip_tabs={} fd={:?}: {}\n",
+                            inst.span().start_line,
+                            h.name,
+                            h.expand,
+                            h.strip_tabs,
+                            h.fd,
+                            go_quote(&h.content)
+                        ));
+                    }
+                }
+                if &got != expected {
+                    return Err(format!(
+                        "heredocs differ\n--- expected\n{expected}--- got\n{got}"
                     ));
                 }
             }
@@ -231,7 +261,9 @@ fn word_tables() {
             };
             match mode {
                 "env" => {
-                    let (k, v) = rest.split_once(" | ").unwrap_or((rest, ""));
+                    let (k, v) = rest
+                        .split_once(" | ")
+                        .unwrap_or((rest.trim_end_matches(" |"), ""));
                     env.insert(k.to_string(), v.to_string());
                     continue;
                 }
