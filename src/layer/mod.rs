@@ -17,9 +17,11 @@
 mod compress;
 mod header;
 mod tree;
+mod unpack;
 
 pub use compress::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL};
 pub use tree::TreeOptions;
+pub use unpack::{decompressed, unpack_layer};
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
