@@ -7,6 +7,7 @@
 //! commands not available yet.
 
 pub mod args;
+pub mod plan;
 pub mod settings;
 
 use std::process::ExitCode;
@@ -60,6 +61,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         ))
     })?;
     match cli.command {
+        Command::Build(args) if args.dry_run => plan::dry_run(&args),
         Command::Build(_) => not_yet("build", 7),
         Command::Parse(_) => not_yet("parse", 3),
         Command::Pull(_) => not_yet("pull", 6),

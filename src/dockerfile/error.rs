@@ -85,7 +85,9 @@ impl ParseError {
 /// Why a shell word cannot be expanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExpandError {
-    #[error("failed to process {word:?}: unexpected end of statement while looking for matching {what}")]
+    #[error(
+        "failed to process {word:?}: unexpected end of statement while looking for matching {what}"
+    )]
     Unterminated { word: String, what: &'static str },
     #[error("failed to process {word:?}: syntax error: missing '}}'")]
     MissingBrace { word: String },

@@ -95,10 +95,7 @@ impl Instruction {
                 for p in &i.ports {
                     ports.extend(x.lexer.expand_words(p, lookup)?);
                 }
-                Instruction::Expose(Expose {
-                    ports,
-                    ..i.clone()
-                })
+                Instruction::Expose(Expose { ports, ..i.clone() })
             }
             Instruction::StopSignal(i) => Instruction::StopSignal(StopSignal {
                 signal: x.word(&i.signal)?,

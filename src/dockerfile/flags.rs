@@ -21,7 +21,11 @@ pub(crate) fn accepted(keyword: Keyword) -> &'static [(&'static str, FlagKind)] 
     use FlagKind::*;
     match keyword {
         Keyword::From => &[("platform", String)],
-        Keyword::Run => &[("mount", Strings), ("network", String), ("security", String)],
+        Keyword::Run => &[
+            ("mount", Strings),
+            ("network", String),
+            ("security", String),
+        ],
         Keyword::Copy => &[
             ("from", String),
             ("chown", String),

@@ -370,7 +370,9 @@ impl State<'_> {
         self.pos += 1; // the '{'
         match self.peek() {
             None => return Err(ExpandError::MissingBrace { word: self.word() }),
-            Some('{' | '}' | ':') => return Err(ExpandError::BadSubstitution { word: self.word() }),
+            Some('{' | '}' | ':') => {
+                return Err(ExpandError::BadSubstitution { word: self.word() })
+            }
             Some(_) => {}
         }
         let name = self.name();
@@ -399,9 +401,15 @@ impl State<'_> {
                 if self.lexer.skip_unset && value.is_none() {
                     return Ok(format!("${{{name}{modifier}{word}}}"));
                 }
-                let empty = value.as_deref().map_or(true, |v| null_is_unset && v.is_empty());
+                let empty = value
+                    .as_deref()
+                    .map_or(true, |v| null_is_unset && v.is_empty());
                 match ch {
-                    '-' => Ok(if empty { word } else { value.unwrap_or_default() }),
+                    '-' => Ok(if empty {
+                        word
+                    } else {
+                        value.unwrap_or_default()
+                    }),
                     '+' => Ok(if empty { String::new() } else { word }),
                     '?' => match value {
                         None => Err(self.required(&name, word, "is not allowed to be unset")),

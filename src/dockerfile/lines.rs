@@ -69,8 +69,10 @@ impl DirectiveScan {
             return Ok(());
         }
         if self.seen.contains(&key) {
-            return Err(ParseError::new(n, n, ParseErrorKind::DuplicateDirective { name: key })
-                .with_hint("parser directives may appear only once, at the top of the file"));
+            return Err(
+                ParseError::new(n, n, ParseErrorKind::DuplicateDirective { name: key })
+                    .with_hint("parser directives may appear only once, at the top of the file"),
+            );
         }
         match key.as_str() {
             "escape" => match value.as_str() {
@@ -248,8 +250,10 @@ pub(crate) fn split(text: &str) -> Result<Lines, ParseError> {
         });
     }
     if instructions.is_empty() {
-        return Err(ParseError::new(current.max(1), current.max(1), ParseErrorKind::Empty)
-            .with_hint("a Dockerfile needs at least a FROM instruction"));
+        return Err(
+            ParseError::new(current.max(1), current.max(1), ParseErrorKind::Empty)
+                .with_hint("a Dockerfile needs at least a FROM instruction"),
+        );
     }
     Ok(Lines {
         directives,
@@ -280,7 +284,10 @@ mod tests {
     fn continuation_rules() {
         assert_eq!(trim_continuation("echo a \\", '\\'), ("echo a ", false));
         assert_eq!(trim_continuation("echo a \\  \t", '\\'), ("echo a ", false));
-        assert_eq!(trim_continuation("echo a \\\\", '\\'), ("echo a \\\\", true));
+        assert_eq!(
+            trim_continuation("echo a \\\\", '\\'),
+            ("echo a \\\\", true)
+        );
         assert_eq!(trim_continuation("\\", '\\'), ("", false));
         assert_eq!(trim_continuation("echo a `", '`'), ("echo a ", false));
         assert_eq!(trim_continuation("echo a \\", '`'), ("echo a \\", true));

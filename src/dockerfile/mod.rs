@@ -32,8 +32,8 @@ pub use error::{ExpandError, ParseError, ParseErrorKind, Warning, WarningKind};
 pub use heredoc::Heredoc;
 pub use instruction::{
     Add, Arg, Cmd, CommandLine, Copy, CopySource, Entrypoint, Env, Expose, From, HealthCheck,
-    Healthcheck, Instruction, Keyword, Label, Maintainer, NetworkMode, Onbuild, Run,
-    SecurityMode, Shell, Source, Span, StopSignal, User, Volume, Workdir,
+    Healthcheck, Instruction, Keyword, Label, Maintainer, NetworkMode, Onbuild, Run, SecurityMode,
+    Shell, Source, Span, StopSignal, User, Volume, Workdir,
 };
 pub use lexer::{Expansion, Lexer, Lookup};
 pub use mount::{Mount, MountType, Sharing};

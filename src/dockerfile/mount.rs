@@ -60,7 +60,8 @@ pub struct Mount {
 }
 
 /// The hint shown with mount errors.
-pub(crate) const HINT: &str = "write --mount=type=bind|cache|tmpfs|secret|ssh,target=PATH[,option=value...]";
+pub(crate) const HINT: &str =
+    "write --mount=type=bind|cache|tmpfs|secret|ssh,target=PATH[,option=value...]";
 
 /// Expands one option value (`$VAR` in mount options); `None` at parse
 /// time, when values are kept raw.
@@ -112,7 +113,9 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "t" | "true" => Ok(true),
         "0" | "f" | "false" => Ok(false),
-        _ => Err(format!("invalid value for {key}: {value:?} (expected true or false)")),
+        _ => Err(format!(
+            "invalid value for {key}: {value:?} (expected true or false)"
+        )),
     }
 }
 
@@ -126,7 +129,10 @@ fn parse_size(value: &str) -> Option<u64> {
     let (num, unit) = lower.split_at(num_len);
     let n: f64 = num.parse().ok()?;
     let unit = unit.trim();
-    let unit = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('b')).unwrap_or(unit);
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(unit);
     let scale: f64 = match unit {
         "" => 1.0,
         "k" => 1024.0,
@@ -208,8 +214,12 @@ pub(crate) fn parse(raw: &str, expand: Expander<'_>) -> Result<Mount, (String, S
             "from" => m.from = Some(value),
             "id" => m.id = Some(value),
             "env" => m.env = Some(value),
-            "readonly" | "ro" if !deferred => readonly = Some(parse_bool(&key, &value).map_err(field_err)?),
-            "readwrite" | "rw" if !deferred => readonly = Some(!parse_bool(&key, &value).map_err(field_err)?),
+            "readonly" | "ro" if !deferred => {
+                readonly = Some(parse_bool(&key, &value).map_err(field_err)?)
+            }
+            "readwrite" | "rw" if !deferred => {
+                readonly = Some(!parse_bool(&key, &value).map_err(field_err)?)
+            }
             "required" if !deferred => m.required = parse_bool(&key, &value).map_err(field_err)?,
             "sharing" if !deferred => {
                 sharing_set = true;
@@ -242,7 +252,8 @@ pub(crate) fn parse(raw: &str, expand: Expander<'_>) -> Result<Mount, (String, S
             }
             "size" if !deferred => {
                 m.size = Some(
-                    parse_size(&value).ok_or_else(|| field_err(format!("invalid size {value:?}")))?,
+                    parse_size(&value)
+                        .ok_or_else(|| field_err(format!("invalid size {value:?}")))?,
                 )
             }
             "readonly" | "ro" | "readwrite" | "rw" | "required" | "sharing" | "mode" | "uid"
@@ -270,7 +281,12 @@ pub(crate) fn parse(raw: &str, expand: Expander<'_>) -> Result<Mount, (String, S
     if m.env.is_some() && m.kind != MountType::Secret {
         return err("env is only valid for secret mounts");
     }
-    if m.from.is_some() && matches!(m.kind, MountType::Tmpfs | MountType::Secret | MountType::Ssh) {
+    if m.from.is_some()
+        && matches!(
+            m.kind,
+            MountType::Tmpfs | MountType::Secret | MountType::Ssh
+        )
+    {
         return err("from is only valid for bind and cache mounts");
     }
     if m.target.as_deref() == Some("") {
@@ -288,8 +304,11 @@ mod tests {
 
     #[test]
     fn cache_mount() {
-        let m = parse("type=cache,target=/root/.cache,sharing=locked,mode=0755,uid=1000", None)
-            .expect("parses");
+        let m = parse(
+            "type=cache,target=/root/.cache,sharing=locked,mode=0755,uid=1000",
+            None,
+        )
+        .expect("parses");
         assert_eq!(m.kind, MountType::Cache);
         assert_eq!(m.target.as_deref(), Some("/root/.cache"));
         assert_eq!(m.sharing, Sharing::Locked);

@@ -95,15 +95,13 @@ fn build_line(
 
     // The argument shape of each keyword (BuildKit's dispatch table).
     match keyword {
-        Keyword::Add | Keyword::Copy | Keyword::Volume => {
-            match json_or(&rest, kw, at, warnings)? {
-                Some(items) => {
-                    source.args = items;
-                    source.json = true;
-                }
-                None => source.args = words::split_blanks(&rest),
+        Keyword::Add | Keyword::Copy | Keyword::Volume => match json_or(&rest, kw, at, warnings)? {
+            Some(items) => {
+                source.args = items;
+                source.json = true;
             }
-        }
+            None => source.args = words::split_blanks(&rest),
+        },
         Keyword::Run | Keyword::Cmd | Keyword::Entrypoint | Keyword::Shell => {
             if !rest.is_empty() {
                 match json_or(&rest, kw, at, warnings)? {
@@ -233,9 +231,7 @@ fn build_line(
                 Some("default") => Some(NetworkMode::Default),
                 Some("none") => Some(NetworkMode::None),
                 Some("host") => Some(NetworkMode::Host),
-                Some(other) => {
-                    return Err(bad_flag(at, "network", other, "default, none or host"))
-                }
+                Some(other) => return Err(bad_flag(at, "network", other, "default, none or host")),
             };
             let security = match flags.string("security").as_deref() {
                 None => None,
@@ -421,9 +417,8 @@ fn keyword_of(cmd: &str, at: At) -> Result<Keyword, ParseError> {
 fn valid_stage_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
-        })
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
 fn bad_flag(at: At, flag: &str, value: &str, allowed: &str) -> ParseError {
@@ -502,10 +497,12 @@ fn build_copy(
     };
     let sources = srcs
         .iter()
-        .map(|s| match heredoc::parse_word(s).and_then(|w| find(&w.name)) {
-            Some(h) => CopySource::Heredoc(h),
-            None => CopySource::Path(s.clone()),
-        })
+        .map(
+            |s| match heredoc::parse_word(s).and_then(|w| find(&w.name)) {
+                Some(h) => CopySource::Heredoc(h),
+                None => CopySource::Path(s.clone()),
+            },
+        )
         .collect();
     let dest = dest.clone();
     Ok(if keyword == Keyword::Copy {
@@ -546,7 +543,12 @@ fn build_healthcheck(source: Source, flags: &Flags, at: At) -> Result<Instructio
             })
             .with_hint("write HEALTHCHECK [flags] CMD command, or HEALTHCHECK NONE"));
     };
-    let bad = |reason: String| at.err(ParseErrorKind::BadArgument { keyword: kw, reason });
+    let bad = |reason: String| {
+        at.err(ParseErrorKind::BadArgument {
+            keyword: kw,
+            reason,
+        })
+    };
     match typ.to_ascii_uppercase().as_str() {
         "NONE" => {
             if source.args.len() > 1 || !source.flags.is_empty() {
@@ -601,8 +603,10 @@ fn build_healthcheck(source: Source, flags: &Flags, at: At) -> Result<Instructio
             };
             Ok(Instruction::Healthcheck(Healthcheck { source, check }))
         }
-        other => Err(bad(format!("Unknown type {other:?} in HEALTHCHECK (try CMD)"))
-            .with_hint("write HEALTHCHECK [flags] CMD command, or HEALTHCHECK NONE")),
+        other => Err(
+            bad(format!("Unknown type {other:?} in HEALTHCHECK (try CMD)"))
+                .with_hint("write HEALTHCHECK [flags] CMD command, or HEALTHCHECK NONE"),
+        ),
     }
 }
 
