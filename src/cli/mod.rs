@@ -7,6 +7,7 @@
 //! commands not available yet.
 
 pub mod args;
+pub mod parse;
 pub mod plan;
 pub mod settings;
 
@@ -63,7 +64,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Build(args) if args.dry_run => plan::dry_run(&args),
         Command::Build(_) => not_yet("build", 7),
-        Command::Parse(_) => not_yet("parse", 3),
+        Command::Parse(args) => parse::run(&args),
         Command::Pull(_) => not_yet("pull", 6),
         Command::Push(_) => not_yet("push", 6),
         Command::Login(_) => not_yet("login", 6),

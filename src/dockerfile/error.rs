@@ -91,6 +91,8 @@ pub enum ExpandError {
     Unterminated { word: String, what: &'static str },
     #[error("failed to process {word:?}: syntax error: missing '}}'")]
     MissingBrace { word: String },
+    #[error("failed to process {word:?}: syntax error: missing '/' in ${{}}")]
+    MissingSlash { word: String },
     #[error("failed to process {word:?}: syntax error: bad substitution")]
     BadSubstitution { word: String },
     #[error("failed to process {word:?}: unsupported modifier ({modifier}) in substitution")]

@@ -71,11 +71,22 @@ impl Instruction {
     /// [`Heredoc::expanded`].
     ///
     /// `escape` is [`crate::dockerfile::Dockerfile::escape`].
+    ///
+    /// The returned instruction's [`Source`] shows the expanded values too
+    /// (its `args`, and the flags of FROM, COPY and ADD), so that
+    /// [`crate::dockerfile::dump_instruction`] prints what will be used.
     pub fn expand(&self, lookup: Lookup<'_>, escape: char) -> Result<Instruction, ExpandError> {
         let x = Expander {
             lexer: Lexer::new(escape),
             lookup,
         };
+        let mut out = self.expand_fields(&x)?;
+        refresh_source(&mut out, &x)?;
+        Ok(out)
+    }
+
+    fn expand_fields(&self, x: &Expander<'_>) -> Result<Instruction, ExpandError> {
+        let lookup = x.lookup;
         Ok(match self {
             Instruction::From(i) => Instruction::From(From {
                 image: x.word(&i.image)?,
@@ -165,6 +176,83 @@ impl Instruction {
     }
 }
 
+/// Rewrites the source's argument nodes (and value flags) from the expanded
+/// typed fields.
+fn refresh_source(inst: &mut Instruction, x: &Expander<'_>) -> Result<(), ExpandError> {
+    fn pairs(p: &[(String, String)]) -> Vec<String> {
+        p.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect()
+    }
+    fn copy_args(args: &[String], sources: &[CopySource], dest: &str) -> Vec<String> {
+        let mut out: Vec<String> = sources
+            .iter()
+            .zip(args)
+            .map(|(s, raw)| match s {
+                CopySource::Path(p) => p.clone(),
+                CopySource::Heredoc(_) => raw.clone(),
+            })
+            .collect();
+        out.push(dest.to_string());
+        out
+    }
+    let expand_flags = matches!(
+        inst,
+        Instruction::From(_) | Instruction::Copy(_) | Instruction::Add(_)
+    );
+    let new_args = match &*inst {
+        Instruction::From(i) => {
+            let mut a = i.source.args.clone();
+            if let Some(first) = a.first_mut() {
+                first.clone_from(&i.image);
+            }
+            Some(a)
+        }
+        Instruction::Env(i) => Some(pairs(&i.pairs)),
+        Instruction::Label(i) => Some(pairs(&i.pairs)),
+        Instruction::Expose(i) => Some(i.ports.clone()),
+        Instruction::StopSignal(i) => Some(vec![i.signal.clone()]),
+        Instruction::User(i) => Some(vec![i.user.clone()]),
+        Instruction::Workdir(i) => Some(vec![i.path.clone()]),
+        Instruction::Volume(i) => Some(i.paths.clone()),
+        Instruction::Arg(i) => Some(
+            i.args
+                .iter()
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k}={v}"),
+                    None => k.clone(),
+                })
+                .collect(),
+        ),
+        Instruction::Copy(i) => Some(copy_args(&i.source.args, &i.sources, &i.dest)),
+        Instruction::Add(i) => Some(copy_args(&i.source.args, &i.sources, &i.dest)),
+        _ => None,
+    };
+    let source = match inst {
+        Instruction::From(i) => &mut i.source,
+        Instruction::Env(i) => &mut i.source,
+        Instruction::Label(i) => &mut i.source,
+        Instruction::Expose(i) => &mut i.source,
+        Instruction::StopSignal(i) => &mut i.source,
+        Instruction::User(i) => &mut i.source,
+        Instruction::Workdir(i) => &mut i.source,
+        Instruction::Volume(i) => &mut i.source,
+        Instruction::Arg(i) => &mut i.source,
+        Instruction::Copy(i) => &mut i.source,
+        Instruction::Add(i) => &mut i.source,
+        _ => return Ok(()),
+    };
+    if let Some(args) = new_args {
+        source.args = args;
+    }
+    if expand_flags {
+        for flag in &mut source.flags {
+            if let Some((name, value)) = flag.split_once('=') {
+                *flag = format!("{name}={}", x.word(value)?);
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::dockerfile::{parse, Instruction};
@@ -192,7 +280,7 @@ mod tests {
 
     #[test]
     fn copy_and_from_expand_and_drop_quotes() {
-        let df = parse("FROM img:${V}\nCOPY --chown=$a \"a b\" /dst/$V/\n").expect("parses");
+        let df = parse("FROM img:${V}\nCOPY --chown=$a [\"a b\", \"/dst/$V/\"]\n").expect("parses");
         let Instruction::From(from) = df.instructions[0].expand(&vars, '\\').expect("ok") else {
             panic!("not FROM")
         };

@@ -247,9 +247,10 @@ impl State<'_> {
         }
         match stop {
             Some('}') => Err(ExpandError::MissingBrace { word: self.word() }),
-            Some(c) => Err(ExpandError::Unterminated {
+            Some('/') => Err(ExpandError::MissingSlash { word: self.word() }),
+            Some(_) => Err(ExpandError::Unterminated {
                 word: self.word(),
-                what: if c == '/' { "'/' in ${}" } else { "character" },
+                what: "character",
             }),
             None => Ok((result, words.finish())),
         }
@@ -403,7 +404,7 @@ impl State<'_> {
                 }
                 let empty = value
                     .as_deref()
-                    .map_or(true, |v| null_is_unset && v.is_empty());
+                    .is_none_or(|v| null_is_unset && v.is_empty());
                 match ch {
                     '-' => Ok(if empty {
                         word

@@ -19,6 +19,8 @@ mod dump;
 mod error;
 mod expand;
 mod flags;
+#[cfg(test)]
+mod golden;
 mod heredoc;
 mod instruction;
 mod lexer;

@@ -32,7 +32,7 @@ pub(crate) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str>
     let mut best: Option<(usize, &str)> = None;
     for &c in candidates {
         let d = distance(&word, &c.to_ascii_lowercase());
-        if d <= 2.max(word.len() / 4) && best.map_or(true, |(bd, _)| d < bd) {
+        if d <= 2.max(word.len() / 4) && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
     }
