@@ -10,6 +10,7 @@ pub mod args;
 pub mod parse;
 pub mod plan;
 pub mod settings;
+pub mod store;
 
 use std::process::ExitCode;
 
@@ -71,8 +72,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logout(_) => not_yet("logout", 6),
         Command::Images => not_yet("images", 9),
         Command::Inspect(_) => not_yet("inspect", 9),
-        Command::Prune(_) => not_yet("prune", 5),
-        Command::Du => not_yet("du", 5),
+        Command::Prune(args) => store::prune(&_state, &args),
+        Command::Du => store::du(&_state),
     }
 }
 
