@@ -313,6 +313,7 @@ pub fn lower(
         stages: plans,
         target,
         levels,
+        images: graph.images.clone(),
         warnings,
         source_date_epoch,
         labels: opts.labels.clone(),

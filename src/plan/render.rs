@@ -51,6 +51,20 @@ pub fn render_text(plan: &BuildPlan) -> String {
     if let Some(epoch) = plan.source_date_epoch {
         let _ = writeln!(out, "SOURCE_DATE_EPOCH: {epoch}");
     }
+    if !plan.labels.is_empty() {
+        let labels: Vec<String> = plan
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(out, "Labels for the target: {}", labels.join(", "));
+    }
+    if !plan.images.is_empty() {
+        let _ = writeln!(out, "Images to pull:");
+        for image in &plan.images {
+            let _ = writeln!(out, "  {} [{}]", image.reference, image.platform);
+        }
+    }
     let _ = writeln!(
         out,
         "Execution levels (stages on one level can run in parallel):"
@@ -82,6 +96,26 @@ pub fn render_text(plan: &BuildPlan) -> String {
                 "  note: base image config unknown at dry run (not pulled): its ENV, WORKDIR, USER, SHELL and ONBUILD triggers are not applied"
             );
         }
+        if stage.base_config_known {
+            if let Some(c) = &stage.config.config {
+                let mut parts = Vec::new();
+                if let Some(env) = &c.env {
+                    parts.push(format!("env {env:?}"));
+                }
+                if let Some(w) = &c.working_dir {
+                    parts.push(format!("workdir {w}"));
+                }
+                if let Some(u) = c.user.as_ref().filter(|u| !u.is_empty()) {
+                    parts.push(format!("user {u}"));
+                }
+                if let Some(sh) = &c.shell {
+                    parts.push(format!("shell {sh:?}"));
+                }
+                if !parts.is_empty() {
+                    let _ = writeln!(out, "  starts with: {}", parts.join(", "));
+                }
+            }
+        }
         if stage.steps.is_empty() {
             let _ = writeln!(out, "  (no steps)");
         }
@@ -111,11 +145,38 @@ pub fn render_text(plan: &BuildPlan) -> String {
                     ))
                 }
                 StepKind::Config(ConfigChange::Arg) => None,
+                StepKind::Config(ConfigChange::Workdir(w)) => Some(format!("workdir {w}")),
                 StepKind::Config(_) => None,
             };
-            let _ = writeln!(out, "     = {}", step.created_by);
+            let _ = writeln!(out, "     = {}", step.created_by.replace('\n', "\\n"));
             if let Some(d) = detail {
                 let _ = writeln!(out, "     > {d}");
+            }
+            if let StepKind::Copy(c) = &step.kind {
+                for h in &c.heredocs {
+                    let _ = writeln!(out, "     > file {} = {:?}", h.name, h.content);
+                }
+            }
+            if let StepKind::Run(r) = &step.kind {
+                for h in &r.heredocs {
+                    let _ = writeln!(out, "     > script /dev/pipes/{} = {:?}", h.name, h.content);
+                }
+                let _ = writeln!(out, "     > env {:?}", r.env);
+                if r.cache_env != r.env {
+                    let _ = writeln!(out, "     > cache env {:?}", r.cache_env);
+                }
+                for m in &r.mounts {
+                    let _ = writeln!(
+                        out,
+                        "     > mount {:?} at {} from {}",
+                        m.mount.kind,
+                        m.mount.target.as_deref().unwrap_or("?"),
+                        m.source_from
+                            .as_ref()
+                            .map(|f| from_text(plan, f))
+                            .unwrap_or_else(|| "nothing".to_string())
+                    );
+                }
             }
         }
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::dockerfile::{Heredoc, Mount, NetworkMode, SecurityMode, Span};
 use crate::image::{Healthcheck, ImageConfig};
-use crate::plan::Platform;
+use crate::plan::{ExternalImage, Platform};
 
 /// Everything the engine needs to build the target.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -20,6 +20,9 @@ pub struct BuildPlan {
     /// Stages that may run in parallel: level `n` holds indexes into
     /// `stages` whose dependencies are all in levels `< n`.
     pub levels: Vec<Vec<usize>>,
+    /// The external images the plan uses (bases, `COPY --from` and mount
+    /// images), as [`crate::plan::StageGraph::images`].
+    pub images: Vec<ExternalImage>,
     /// Messages for the user (unused build args, FROM of a later stage name).
     pub warnings: Vec<String>,
     /// `SOURCE_DATE_EPOCH` (a build arg or a global ARG default), in
