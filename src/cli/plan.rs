@@ -118,7 +118,7 @@ pub fn plan_failure(file: &str, text: &str, err: PlanError) -> Failure {
                 .nth(line.saturating_sub(1))
                 .unwrap_or("")
                 .trim_end();
-            Failure::User(anyhow!("{file}:{line}: {err}\n  {line:>4} | {shown}"))
+            Failure::User(anyhow!("{file}: {err}\n  {line:>4} | {shown}"))
         }
         None => Failure::User(anyhow!("{file}: {err}")),
     }

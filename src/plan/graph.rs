@@ -219,6 +219,22 @@ pub fn outline(df: &Dockerfile, opts: &PlanOptions) -> Result<StageGraph, PlanEr
     let mut warnings = Vec::new();
     let froms = resolve_froms(df, stages, &global, opts, &mut warnings)?;
 
+    // BuildKit resolves the target before it checks the graph.
+    let target = match &opts.target {
+        None => stages.len().saturating_sub(1),
+        Some(name) => stages
+            .iter()
+            .find(|s| s.name().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            .map(|s| s.index)
+            .ok_or_else(|| PlanError::UnknownTarget {
+                target: name.clone(),
+                available: stages
+                    .iter()
+                    .filter_map(|s| s.name().map(str::to_string))
+                    .collect(),
+            })?,
+    };
+
     // Edges of every stage (BuildKit checks cycles over all stages, needed
     // or not): (dependency, line, is a --from edge).
     let mut edges: Vec<Vec<(usize, usize, bool)>> = vec![Vec::new(); stages.len()];
@@ -244,21 +260,6 @@ pub fn outline(df: &Dockerfile, opts: &PlanOptions) -> Result<StageGraph, PlanEr
         }
     }
     check_cycles(stages, &edges)?;
-
-    let target = match &opts.target {
-        None => stages.len().saturating_sub(1),
-        Some(name) => stages
-            .iter()
-            .find(|s| s.name().is_some_and(|n| n.eq_ignore_ascii_case(name)))
-            .map(|s| s.index)
-            .ok_or_else(|| PlanError::UnknownTarget {
-                target: name.clone(),
-                available: stages
-                    .iter()
-                    .filter_map(|s| s.name().map(str::to_string))
-                    .collect(),
-            })?,
-    };
 
     let mut needed = BTreeSet::new();
     let mut todo = vec![target];
