@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod parse;
+pub mod plan;
 pub mod settings;
 pub mod store;
 
@@ -62,6 +63,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         ))
     })?;
     match cli.command {
+        Command::Build(args) if args.dry_run => plan::dry_run(&args),
         Command::Build(_) => not_yet("build", 7),
         Command::Parse(args) => parse::run(&args),
         Command::Pull(_) => not_yet("pull", 6),

@@ -9,4 +9,5 @@ mod world;
 
 mod cli;
 mod export;
+mod plan;
 mod smoke;
