@@ -7,6 +7,7 @@
 //! commands not available yet.
 
 pub mod args;
+pub mod parse;
 pub mod settings;
 pub mod store;
 
@@ -62,7 +63,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     })?;
     match cli.command {
         Command::Build(_) => not_yet("build", 7),
-        Command::Parse(_) => not_yet("parse", 3),
+        Command::Parse(args) => parse::run(&args),
         Command::Pull(_) => not_yet("pull", 6),
         Command::Push(_) => not_yet("push", 6),
         Command::Login(_) => not_yet("login", 6),
