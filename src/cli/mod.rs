@@ -7,7 +7,9 @@
 //! commands not available yet.
 
 pub mod args;
+pub mod build;
 pub mod parse;
+pub mod progress;
 pub mod settings;
 pub mod store;
 
@@ -62,7 +64,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         ))
     })?;
     match cli.command {
-        Command::Build(_) => not_yet("build", 7),
+        Command::Build(args) => build::run(&_state, &args),
         Command::Parse(args) => parse::run(&args),
         Command::Pull(_) => not_yet("pull", 6),
         Command::Push(_) => not_yet("push", 6),
