@@ -7,5 +7,6 @@
 mod harness;
 mod world;
 
+mod build;
 mod cli;
 mod smoke;
