@@ -7,6 +7,7 @@
 mod harness;
 mod world;
 
+mod build;
 mod cli;
 mod export;
 mod plan;
