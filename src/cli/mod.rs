@@ -7,8 +7,12 @@
 //! commands not available yet.
 
 pub mod args;
+pub mod build;
 pub mod parse;
+pub mod plan;
+pub mod progress;
 pub mod settings;
+pub mod store;
 
 use std::process::ExitCode;
 
@@ -61,7 +65,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         ))
     })?;
     match cli.command {
-        Command::Build(_) => not_yet("build", 7),
+        Command::Build(args) if args.dry_run => plan::dry_run(&args),
+        Command::Build(args) => build::run(&_state, &args),
         Command::Parse(args) => parse::run(&args),
         Command::Pull(_) => not_yet("pull", 6),
         Command::Push(_) => not_yet("push", 6),
@@ -69,8 +74,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logout(_) => not_yet("logout", 6),
         Command::Images => not_yet("images", 9),
         Command::Inspect(_) => not_yet("inspect", 9),
-        Command::Prune(_) => not_yet("prune", 5),
-        Command::Du => not_yet("du", 5),
+        Command::Prune(args) => store::prune(&_state, &args),
+        Command::Du => store::du(&_state),
     }
 }
 

@@ -1,0 +1,590 @@
+//! One instruction to one [`Step`]: expansion with the stage's variables,
+//! Docker's history text, and the scope updates (ENV, ARG, WORKDIR, ...).
+
+use crate::dockerfile::{
+    go_quote, CommandLine, CopySource, HealthCheck, Instruction, MountType, NetworkMode,
+    SecurityMode, Span,
+};
+use crate::image::Healthcheck;
+use crate::plan::args;
+use crate::plan::lower::{copy_dest, normalize_workdir, track, Scope};
+use crate::plan::step::*;
+use crate::plan::PlanError;
+
+/// Go's `%q` of a `[]string`: `["a" "b"]`.
+fn go_q_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| go_quote(s)).collect();
+    format!("[{}]", quoted.join(" "))
+}
+
+/// Go's `%v` of a `[]string`: `[a b]`.
+fn go_v_list(items: &[String]) -> String {
+    format!("[{}]", items.join(" "))
+}
+
+/// Go's `time.Duration.String()`.
+fn go_duration(nanos: i64) -> String {
+    if nanos == 0 {
+        return "0s".to_string();
+    }
+    let neg = nanos < 0;
+    let n = nanos.unsigned_abs();
+    let frac = |value: u64, unit: u64| -> String {
+        let whole = value / unit;
+        let rest = value % unit;
+        if rest == 0 {
+            return whole.to_string();
+        }
+        let width = unit.to_string().len() - 1;
+        let digits = format!("{rest:0width$}");
+        format!("{whole}.{}", digits.trim_end_matches('0'))
+    };
+    let body = if n < 1_000 {
+        format!("{n}ns")
+    } else if n < 1_000_000 {
+        format!("{}µs", frac(n, 1_000))
+    } else if n < 1_000_000_000 {
+        format!("{}ms", frac(n, 1_000_000))
+    } else {
+        let secs_total = n / 1_000_000_000;
+        let sub = n % 1_000_000_000;
+        let h = secs_total / 3600;
+        let m = (secs_total % 3600) / 60;
+        let s = frac((secs_total % 60) * 1_000_000_000 + sub, 1_000_000_000);
+        if h > 0 {
+            format!("{h}h{m}m{s}s")
+        } else if m > 0 {
+            format!("{m}m{s}s")
+        } else {
+            format!("{s}s")
+        }
+    };
+    if neg {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
+/// Signal names Docker accepts for STOPSIGNAL (without `SIG`).
+const SIGNALS: [&str; 33] = [
+    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
+    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
+    "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU",
+];
+
+fn valid_signal(sig: &str) -> bool {
+    if let Ok(n) = sig.parse::<u32>() {
+        return n > 0;
+    }
+    let upper = sig.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS.contains(&name)
+        || name == "XFSZ"
+        || name.starts_with("RTMIN")
+        || name.starts_with("RTMAX")
+}
+
+/// Docker's port specs (`80`, `8000-8002/udp`, `127.0.0.1:80:80`) to
+/// `port/proto` entries.
+fn port_specs(raw: &str) -> Result<Vec<String>, String> {
+    let container = raw.rsplit(':').next().unwrap_or(raw);
+    let (port, proto) = container.split_once('/').unwrap_or((container, ""));
+    if port.is_empty() {
+        return Err(format!("no port specified: {raw}<empty>"));
+    }
+    let proto = match proto.to_ascii_lowercase().as_str() {
+        "" => "tcp".to_string(),
+        p @ ("tcp" | "udp" | "sctp") => p.to_string(),
+        other => return Err(format!("invalid proto: {other}")),
+    };
+    let bad = || format!("invalid containerPort: {port}");
+    let (start, end) = match port.split_once('-') {
+        None => {
+            let p: u16 = port.parse().map_err(|_| bad())?;
+            (p, p)
+        }
+        Some((a, b)) => {
+            let a: u16 = a.parse().map_err(|_| bad())?;
+            let b: u16 = b.parse().map_err(|_| bad())?;
+            if b < a {
+                return Err(format!("invalid range specified for port: {port}"));
+            }
+            (a, b)
+        }
+    };
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// BuildKit's runCommandString: `|N K=V ... argv...` for the ARGs in scope.
+fn run_history(argv: &[String], scope: &Scope<'_>) -> String {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (k, v) in &scope.declared {
+        let value = scope
+            .vars
+            .get(k)
+            .unwrap_or_else(|| v.clone().unwrap_or_default());
+        match pairs.iter_mut().find(|(pk, _)| pk == k) {
+            Some(p) => p.1 = value,
+            None => pairs.push((k.clone(), value)),
+        }
+    }
+    let mut words: Vec<String> = Vec::new();
+    if !pairs.is_empty() {
+        words.push(format!("|{}", pairs.len()));
+        words.extend(pairs.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    words.extend(argv.iter().cloned());
+    words.join(" ")
+}
+
+/// Whether a shell-form RUN line is exactly one heredoc introducer
+/// (BuildKit's MustParseHeredoc on the whole command).
+fn is_single_heredoc(cmd: &str) -> bool {
+    let t = cmd.trim();
+    let rest = t.trim_start_matches(|c: char| c.is_ascii_digit());
+    match rest.strip_prefix("<<") {
+        Some(r) => {
+            let r = r.strip_prefix('-').unwrap_or(r);
+            !r.is_empty() && !r.contains('<') && !r.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+fn step(span: Span, text: &str, created_by: String, kind: StepKind) -> Step {
+    Step {
+        span,
+        text: text.to_string(),
+        created_by,
+        onbuild: false,
+        kind,
+    }
+}
+
+/// Lowers one instruction in `scope`; `span` is where errors point (the
+/// stage's FROM line for ONBUILD triggers).
+pub(super) fn lower_instruction(
+    scope: &mut Scope<'_>,
+    inst: &Instruction,
+    span: Span,
+) -> Result<Step, PlanError> {
+    let line = span.start_line;
+    let text = inst.source().original.clone();
+    let err = |source| PlanError::Expand { line, source };
+    let bad = |keyword: &'static str, reason: String| PlanError::BadValue {
+        line,
+        keyword,
+        reason,
+    };
+    let vars = scope.vars.clone();
+    let lookup = move |k: &str| vars.get(k);
+    let escape = scope.escape;
+    let expanded = inst.expand(&lookup, escape).map_err(err)?;
+
+    let config = |scope: &mut Scope<'_>, created_by: String, change: ConfigChange| {
+        track(scope, &change);
+        step(span, &text, created_by, StepKind::Config(change))
+    };
+
+    Ok(match (&expanded, inst) {
+        (Instruction::Arg(_), Instruction::Arg(raw)) => {
+            let mut shown = Vec::new();
+            for (name, default) in &raw.args {
+                scope.consumed.insert(name.clone());
+                let value = if let Some(v) = scope.opts.build_args.get(name) {
+                    Some(v.clone())
+                } else if let Some(d) = default {
+                    let vars = scope.vars.clone();
+                    let lookup = move |k: &str| vars.get(k);
+                    Some(scope.lexer().expand_word(d, &lookup).map_err(err)?)
+                } else {
+                    // `ARG NAME` inherits the global value (including the
+                    // predefined platform ARGs).
+                    scope.global.get(name)
+                };
+                if let Some(v) = &value {
+                    scope.vars.set(name, v);
+                }
+                shown.push(match &value {
+                    Some(v) => format!("{name}={v}"),
+                    None => name.clone(),
+                });
+                scope.declared.push((name.clone(), value));
+            }
+            config(scope, format!("ARG {}", shown.join(" ")), ConfigChange::Arg)
+        }
+        (Instruction::Env(e), _) => {
+            for (k, v) in &e.pairs {
+                scope.vars.set(k, v);
+            }
+            let shown: Vec<String> = e.pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            config(
+                scope,
+                format!("ENV {}", shown.join(" ")),
+                ConfigChange::Env(e.pairs.clone()),
+            )
+        }
+        (Instruction::Label(l), _) => {
+            let shown: Vec<String> = l.pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            config(
+                scope,
+                format!("LABEL {}", shown.join(" ")),
+                ConfigChange::Label(l.pairs.clone()),
+            )
+        }
+        (Instruction::Maintainer(m), _) => config(
+            scope,
+            format!("MAINTAINER {}", m.name),
+            ConfigChange::Maintainer(m.name.clone()),
+        ),
+        (Instruction::User(u), _) => config(
+            scope,
+            format!("USER {}", u.user),
+            ConfigChange::User(u.user.clone()),
+        ),
+        (Instruction::Workdir(w), _) => {
+            let wd = normalize_workdir(&scope.workdir(), &w.path);
+            config(scope, format!("WORKDIR {wd}"), ConfigChange::Workdir(wd))
+        }
+        (Instruction::Expose(e), _) => {
+            let mut ports = Vec::new();
+            for p in &e.ports {
+                ports.extend(port_specs(p).map_err(|r| bad("EXPOSE", r))?);
+            }
+            config(
+                scope,
+                format!("EXPOSE {}", go_v_list(&ports)),
+                ConfigChange::Expose(ports),
+            )
+        }
+        (Instruction::Volume(v), _) => {
+            if v.paths.iter().any(|p| p.is_empty()) {
+                return Err(bad(
+                    "VOLUME",
+                    "VOLUME specified can not be an empty string".into(),
+                ));
+            }
+            config(
+                scope,
+                format!("VOLUME {}", go_v_list(&v.paths)),
+                ConfigChange::Volume(v.paths.clone()),
+            )
+        }
+        (Instruction::StopSignal(s), _) => {
+            if !valid_signal(&s.signal) {
+                return Err(bad("STOPSIGNAL", format!("Invalid signal: {}", s.signal)));
+            }
+            config(
+                scope,
+                format!("STOPSIGNAL {}", s.signal),
+                ConfigChange::StopSignal(s.signal.clone()),
+            )
+        }
+        (Instruction::Shell(s), _) => config(
+            scope,
+            format!("SHELL {}", go_v_list(&s.shell)),
+            ConfigChange::Shell(s.shell.clone()),
+        ),
+        (Instruction::Cmd(c), _) => {
+            let argv = command_argv(scope, &c.command);
+            scope.cmd_set = true;
+            config(
+                scope,
+                format!("CMD {}", go_q_list(&argv)),
+                ConfigChange::Cmd(argv),
+            )
+        }
+        (Instruction::Entrypoint(e), _) => {
+            let argv = command_argv(scope, &e.command);
+            let reset_cmd = !scope.cmd_set;
+            config(
+                scope,
+                format!("ENTRYPOINT {}", go_q_list(&argv)),
+                ConfigChange::Entrypoint { argv, reset_cmd },
+            )
+        }
+        (Instruction::Healthcheck(h), _) => {
+            let hc = healthcheck(&h.check);
+            let shown = format!(
+                "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+                go_v_list(hc.test.as_deref().unwrap_or(&[])),
+                go_duration(hc.interval.unwrap_or(0)),
+                go_duration(hc.timeout.unwrap_or(0)),
+                go_duration(hc.start_period.unwrap_or(0)),
+                go_duration(hc.start_interval.unwrap_or(0)),
+                hc.retries.unwrap_or(0)
+            );
+            config(scope, shown, ConfigChange::Healthcheck(hc))
+        }
+        (Instruction::Onbuild(o), _) => config(
+            scope,
+            format!("ONBUILD {}", o.raw),
+            ConfigChange::Onbuild(o.raw.clone()),
+        ),
+        (Instruction::Copy(_) | Instruction::Add(_), _) => {
+            let copy = lower_copy(scope, &expanded, inst, line)?;
+            let mut shown = String::from(if copy.is_add { "ADD" } else { "COPY" });
+            if copy.parents {
+                shown.push_str(" --parents");
+            }
+            if let Some(c) = &copy.chown {
+                shown.push_str(&format!(" --chown={c}"));
+            }
+            if let Some(c) = &copy.chmod {
+                shown.push_str(&format!(" --chmod={c}"));
+            }
+            for s in &copy.sources {
+                shown.push_str(&format!(" {s}"));
+            }
+            for h in &copy.heredocs {
+                shown.push_str(&format!(" <<{}", h.name));
+            }
+            let written_dest = match &expanded {
+                Instruction::Copy(c) => c.dest.clone(),
+                Instruction::Add(a) => a.dest.clone(),
+                _ => String::new(),
+            };
+            shown.push_str(&format!(" {written_dest} # buildkit"));
+            step(span, &text, shown, StepKind::Copy(copy))
+        }
+        (Instruction::Run(r), Instruction::Run(raw)) => {
+            let shell = scope.shell();
+            let mut heredocs = Vec::new();
+            let argv = match &r.command {
+                CommandLine::Exec(argv) => argv.clone(),
+                CommandLine::Shell(cmd) if r.heredocs.is_empty() => {
+                    let mut a = shell.clone();
+                    a.push(cmd.clone());
+                    a
+                }
+                CommandLine::Shell(cmd) if is_single_heredoc(cmd) => {
+                    // Docker quirk: a lone heredoc with `#!` becomes a script
+                    // file; otherwise its body is run by the shell.
+                    let h = &r.heredocs[0];
+                    let mut a = shell.clone();
+                    if h.content.starts_with("#!") {
+                        a.push(format!("/dev/pipes/{}", h.name));
+                        heredocs.push(h.clone());
+                    } else {
+                        a.push(h.content.clone());
+                    }
+                    a
+                }
+                CommandLine::Shell(cmd) => {
+                    let mut full = cmd.clone();
+                    for h in &r.heredocs {
+                        full.push('\n');
+                        full.push_str(&h.content);
+                        full.push_str(&h.name);
+                    }
+                    let mut a = shell.clone();
+                    a.push(full);
+                    a
+                }
+            };
+            let mut mounts = Vec::new();
+            for (m, raw_m) in r.mounts.iter().zip(&raw.mounts) {
+                let source_from = match &raw_m.from {
+                    Some(f) => Some(scope.from(f, line)?),
+                    None if m.kind == MountType::Bind => Some(CopyFrom::Context),
+                    None => None,
+                };
+                mounts.push(RunMount {
+                    mount: m.clone(),
+                    source_from,
+                });
+            }
+            let cache_env = scope.vars.strings();
+            let mut env = cache_env.clone();
+            for p in args::PROXY_ARGS {
+                if let Some(v) = scope.opts.build_args.get(p) {
+                    if scope.vars.get(p).is_none() {
+                        env.push(format!("{p}={v}"));
+                    }
+                }
+            }
+            let created_by = format!("RUN {} # buildkit", run_history(&argv, scope));
+            let run = RunStep {
+                argv,
+                env,
+                workdir: scope.workdir(),
+                user: scope.user(),
+                mounts,
+                network: r.network.unwrap_or(NetworkMode::Default),
+                security: r.security.unwrap_or(SecurityMode::Sandbox),
+                heredocs,
+                cache_env,
+            };
+            step(span, &text, created_by, StepKind::Run(run))
+        }
+        (Instruction::From(_), _) => {
+            return Err(bad("FROM", "FROM is not allowed here".into()));
+        }
+        _ => return Err(bad("ARG", "internal: instruction changed kind".into())),
+    })
+}
+
+/// CMD/ENTRYPOINT argv: exec form as is, shell form wrapped with SHELL.
+fn command_argv(scope: &Scope<'_>, command: &CommandLine) -> Vec<String> {
+    match command {
+        CommandLine::Exec(argv) => argv.clone(),
+        CommandLine::Shell(cmd) => {
+            let mut a = scope.shell();
+            a.push(cmd.clone());
+            a
+        }
+    }
+}
+
+fn nanos(d: Option<std::time::Duration>) -> Option<i64> {
+    d.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .filter(|n| *n != 0)
+}
+
+fn healthcheck(check: &HealthCheck) -> Healthcheck {
+    match check {
+        HealthCheck::None => Healthcheck {
+            test: Some(vec!["NONE".to_string()]),
+            ..Healthcheck::default()
+        },
+        HealthCheck::Cmd {
+            command,
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries,
+        } => {
+            let test = match command {
+                CommandLine::Exec(argv) => {
+                    let mut t = vec!["CMD".to_string()];
+                    t.extend(argv.iter().cloned());
+                    t
+                }
+                CommandLine::Shell(cmd) => vec!["CMD-SHELL".to_string(), cmd.clone()],
+            };
+            Healthcheck {
+                test: Some(test),
+                interval: nanos(*interval),
+                timeout: nanos(*timeout),
+                start_period: nanos(*start_period),
+                start_interval: nanos(*start_interval),
+                retries: retries.map(i64::from).filter(|r| *r != 0),
+                extra: Default::default(),
+            }
+        }
+    }
+}
+
+fn lower_copy(
+    scope: &Scope<'_>,
+    expanded: &Instruction,
+    raw: &Instruction,
+    line: usize,
+) -> Result<CopyStep, PlanError> {
+    let vars = scope.vars.clone();
+    let lookup = move |k: &str| vars.get(k);
+    let split = |sources: &[CopySource]| -> Result<(Vec<String>, Vec<_>), PlanError> {
+        let mut paths = Vec::new();
+        let mut docs = Vec::new();
+        for s in sources {
+            match s {
+                CopySource::Path(p) => paths.push(p.clone()),
+                CopySource::Heredoc(h) => {
+                    let mut h = h.clone();
+                    h.content = h
+                        .expanded(&lookup, scope.escape)
+                        .map_err(|source| PlanError::Expand { line, source })?;
+                    h.expand = false;
+                    docs.push(h);
+                }
+            }
+        }
+        Ok((paths, docs))
+    };
+    let workdir = scope.workdir();
+    match (expanded, raw) {
+        (Instruction::Copy(c), Instruction::Copy(raw)) => {
+            let (sources, heredocs) = split(&c.sources)?;
+            if let Some(url) = sources
+                .iter()
+                .find(|s| s.starts_with("http://") || s.starts_with("https://"))
+            {
+                return Err(PlanError::BadValue {
+                    line,
+                    keyword: "COPY",
+                    reason: format!("source can't be a URL for COPY: {url}"),
+                });
+            }
+            let from = match &raw.from {
+                Some(f) => scope.from(f, line)?,
+                None => CopyFrom::Context,
+            };
+            Ok(CopyStep {
+                is_add: false,
+                sources,
+                dest: copy_dest(&workdir, &c.dest),
+                from,
+                chown: c.chown.clone(),
+                chmod: c.chmod.clone(),
+                link: c.link,
+                parents: c.parents,
+                excludes: c.excludes.clone(),
+                heredocs,
+                checksum: None,
+                keep_git_dir: false,
+                unpack: None,
+            })
+        }
+        (Instruction::Add(a), _) => {
+            let (sources, heredocs) = split(&a.sources)?;
+            Ok(CopyStep {
+                is_add: true,
+                sources,
+                dest: copy_dest(&workdir, &a.dest),
+                from: CopyFrom::Context,
+                chown: a.chown.clone(),
+                chmod: a.chmod.clone(),
+                link: a.link,
+                parents: false,
+                excludes: a.excludes.clone(),
+                heredocs,
+                checksum: a.checksum.clone(),
+                keep_git_dir: a.keep_git_dir.unwrap_or(false),
+                unpack: a.unpack,
+            })
+        }
+        _ => Err(PlanError::BadValue {
+            line,
+            keyword: "COPY",
+            reason: "internal: instruction changed kind".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{go_duration, port_specs};
+
+    #[test]
+    fn durations_print_like_go() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(30_000_000_000), "30s");
+        assert_eq!(go_duration(90_000_000_000), "1m30s");
+        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
+        assert_eq!(go_duration(1_500_000_000), "1.5s");
+        assert_eq!(go_duration(500_000_000), "500ms");
+    }
+
+    #[test]
+    fn ports_are_normalised() {
+        assert_eq!(port_specs("80").expect("ok"), vec!["80/tcp"]);
+        assert_eq!(
+            port_specs("8000-8001/UDP").expect("ok"),
+            vec!["8000/udp", "8001/udp"]
+        );
+        assert!(port_specs("80/xyz").is_err());
+        assert!(port_specs("abc").is_err());
+    }
+}
