@@ -10,5 +10,6 @@ mod world;
 mod build;
 mod cli;
 mod export;
+mod parse;
 mod plan;
 mod smoke;
