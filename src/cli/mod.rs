@@ -7,6 +7,7 @@
 //! commands not available yet.
 
 pub mod args;
+pub mod registry;
 pub mod settings;
 
 use std::process::ExitCode;
@@ -54,7 +55,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let state = settings::state_dir(cli.root.as_deref(), |k| std::env::var(k).ok());
-    let _state = state.ok_or_else(|| {
+    let state = state.ok_or_else(|| {
         Failure::Usage(anyhow::anyhow!(
             "cannot find a state directory: set IMGB_HOME or HOME, or pass --root"
         ))
@@ -62,10 +63,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Build(_) => not_yet("build", 7),
         Command::Parse(_) => not_yet("parse", 3),
-        Command::Pull(_) => not_yet("pull", 6),
-        Command::Push(_) => not_yet("push", 6),
-        Command::Login(_) => not_yet("login", 6),
-        Command::Logout(_) => not_yet("logout", 6),
+        Command::Pull(args) => registry::pull(&state, args),
+        Command::Push(args) => registry::push(&state, args),
+        Command::Login(args) => registry::login(&state, args),
+        Command::Logout(args) => registry::logout(args),
         Command::Images => not_yet("images", 9),
         Command::Inspect(_) => not_yet("inspect", 9),
         Command::Prune(_) => not_yet("prune", 5),

@@ -1,0 +1,672 @@
+//! The HTTP side of the registry client: one `reqwest` client per registry
+//! host (system roots plus `certs.d/HOST:PORT/*.crt`), the scheme decision
+//! (HTTPS, with plain HTTP only for loopback and `--insecure-registry`
+//! hosts), authentication (basic, bearer tokens cached per scope) and
+//! retries of transient failures.
+//!
+//! Credentials only ever travel in `Authorization` headers; no error built
+//! here contains a header, a token or a password.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use reqwest::{Method, Response, StatusCode};
+use tokio::sync::OnceCell;
+
+use super::challenge::{parse_challenges, Challenge};
+use super::credentials::{Credentials, DockerConfig};
+use super::reference::Reference;
+use super::retry::{jitter, parse_retry_after, Outcome, RetryPolicy};
+use super::RegistryError;
+
+/// How the client behaves; the CLI fills this from flags and environment.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Docker's per-registry CA directory (`/etc/docker/certs.d`).
+    pub certs_dir: PathBuf,
+    /// Hosts (`host[:port]`) that may be reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Where `config.json` lives (`$DOCKER_CONFIG`); `None`: no credentials.
+    pub docker_config: Option<PathBuf>,
+    pub retry: RetryPolicy,
+    /// Blobs transferred at the same time.
+    pub concurrency: usize,
+    /// Blobs up to this size go up in one request; larger ones in chunks of it.
+    pub chunk_size: usize,
+    /// Where blob locations learned from pulls and pushes are remembered,
+    /// for cross-repository mounts in later runs.
+    pub blob_locations: Option<PathBuf>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            certs_dir: PathBuf::from("/etc/docker/certs.d"),
+            insecure_registries: Vec::new(),
+            docker_config: None,
+            retry: RetryPolicy::default(),
+            concurrency: 4,
+            chunk_size: 8 << 20,
+            blob_locations: None,
+        }
+    }
+}
+
+/// A registry client; cheap to clone, shared between concurrent transfers.
+#[derive(Clone)]
+pub struct RegistryClient {
+    pub(super) opts: Arc<ClientOptions>,
+    hosts: Arc<Mutex<HashMap<String, Arc<Host>>>>,
+}
+
+impl RegistryClient {
+    pub fn new(opts: ClientOptions) -> RegistryClient {
+        RegistryClient {
+            opts: Arc::new(opts),
+            hosts: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.opts
+    }
+
+    /// The connection to `reference`'s registry, created on first use with
+    /// the credentials config.json holds for it.
+    pub(super) fn host(&self, reference: &Reference) -> Result<Arc<Host>, RegistryError> {
+        let key = reference.registry().to_string();
+        if let Some(h) = self.lock_hosts().get(&key) {
+            return Ok(h.clone());
+        }
+        let credentials = match &self.opts.docker_config {
+            Some(dir) => DockerConfig::load(dir)?.credentials_for(reference.registry())?,
+            None => None,
+        };
+        let host = Arc::new(Host::new(&self.opts, reference, credentials)?);
+        self.lock_hosts().insert(key, host.clone());
+        Ok(host)
+    }
+
+    /// A connection with explicit credentials (for `login`), not cached.
+    pub(super) fn host_with(
+        &self,
+        reference: &Reference,
+        credentials: Credentials,
+    ) -> Result<Arc<Host>, RegistryError> {
+        Ok(Arc::new(Host::new(
+            &self.opts,
+            reference,
+            Some(credentials),
+        )?))
+    }
+
+    fn lock_hosts(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Host>>> {
+        // A poisoned map is still a valid cache.
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// True for hosts that never leave the machine.
+pub fn is_loopback(host_port: &str) -> bool {
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// One request, re-sendable: the body is `Bytes` so retries clone it cheaply.
+#[derive(Debug, Clone)]
+pub(super) struct Request {
+    pub method: Method,
+    /// A path below the registry (`/v2/...`) or an absolute URL (`Location`).
+    pub target: String,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Option<Bytes>,
+    /// Token scopes this request needs (`repository:NAME:pull,push`).
+    pub scopes: Vec<String>,
+}
+
+impl Request {
+    pub fn new(method: Method, target: impl Into<String>, scopes: Vec<String>) -> Request {
+        Request {
+            method,
+            target: target.into(),
+            headers: Vec::new(),
+            body: None,
+            scopes,
+        }
+    }
+
+    pub fn header(mut self, name: HeaderName, value: &str) -> Request {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.push((name, v));
+        }
+        self
+    }
+
+    pub fn body(mut self, body: Bytes) -> Request {
+        self.body = Some(body);
+        self
+    }
+}
+
+#[derive(Default)]
+struct AuthState {
+    challenge: Option<Challenge>,
+    tokens: HashMap<String, String>,
+}
+
+/// A connection to one registry.
+pub(super) struct Host {
+    pub registry: String,
+    api_host: String,
+    http: reqwest::Client,
+    plain_http_allowed: bool,
+    base: OnceCell<String>,
+    credentials: Option<Credentials>,
+    auth: Mutex<AuthState>,
+    pub retry: RetryPolicy,
+}
+
+impl Host {
+    fn new(
+        opts: &ClientOptions,
+        reference: &Reference,
+        credentials: Option<Credentials>,
+    ) -> Result<Host, RegistryError> {
+        let api_host = reference.api_host().to_string();
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("imgb/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(120));
+        // Docker reads every *.crt in certs.d/HOST:PORT as an extra CA.
+        let ca_dir = opts.certs_dir.join(&api_host);
+        if let Ok(entries) = std::fs::read_dir(&ca_dir) {
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+                .collect();
+            paths.sort();
+            for path in paths {
+                let pem = std::fs::read(&path).map_err(|source| RegistryError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    RegistryError::Certificate {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                for cert in certs {
+                    builder = builder.add_root_certificate(cert);
+                }
+            }
+        }
+        let http = builder.build().map_err(|e| RegistryError::Transport {
+            registry: reference.registry().to_string(),
+            reason: e.to_string(),
+        })?;
+        let plain_http_allowed = is_loopback(&api_host)
+            || opts
+                .insecure_registries
+                .iter()
+                .any(|h| h == &api_host || h == reference.registry());
+        Ok(Host {
+            registry: reference.registry().to_string(),
+            api_host,
+            http,
+            plain_http_allowed,
+            base: OnceCell::new(),
+            credentials,
+            auth: Mutex::new(AuthState::default()),
+            retry: opts.retry,
+        })
+    }
+
+    /// `https://host` or, where allowed and HTTPS does not answer,
+    /// `http://host`. Decided once by pinging `/v2/`, which also tells how
+    /// the registry wants to be authenticated.
+    pub async fn base(&self) -> Result<&str, RegistryError> {
+        self.base
+            .get_or_try_init(|| async {
+                let https = format!("https://{}", self.api_host);
+                let first = self.ping(&https, !self.plain_http_allowed).await;
+                match first {
+                    Ok(()) => Ok(https),
+                    Err(e) if !self.plain_http_allowed => Err(e),
+                    Err(https_err) => {
+                        let http = format!("http://{}", self.api_host);
+                        match self.ping(&http, true).await {
+                            Ok(()) => Ok(http),
+                            // Both failed: the HTTPS reason is the useful one
+                            // (for instance an unknown certificate authority).
+                            Err(_) => Err(https_err),
+                        }
+                    }
+                }
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    async fn ping(&self, base: &str, retry: bool) -> Result<(), RegistryError> {
+        let url = format!("{base}/v2/");
+        let mut attempt = 0;
+        loop {
+            match self.http.get(&url).send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if let Some(delay) =
+                        self.retry_delay(attempt, Outcome::Status(status), resp.headers())
+                    {
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    if status == 401 {
+                        self.remember_challenge(resp.headers());
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    if retry {
+                        if let Some(delay) =
+                            self.retry_delay(attempt, Outcome::ConnectionError, &HeaderMap::new())
+                        {
+                            tokio::time::sleep(delay).await;
+                            attempt += 1;
+                            continue;
+                        }
+                    }
+                    return Err(self.transport_error(&e));
+                }
+            }
+        }
+    }
+
+    /// Verifies this host's credentials: `/v2/` must answer 200 with them
+    /// (basic) or the token endpoint must issue a token for them (bearer).
+    pub async fn check_login(&self) -> Result<(), RegistryError> {
+        let base = self.base().await?;
+        let challenge = self.lock_auth().challenge.clone();
+        match challenge {
+            Some(c) if c.is_bearer() => self.fetch_token(&c, &[]).await.map(|_| ()),
+            _ => {
+                let req = Request::new(Method::GET, format!("{base}/v2/"), Vec::new());
+                let resp = self.send(&req).await?;
+                self.expect(resp, &[200], "log in").await.map(|_| ())
+            }
+        }
+    }
+
+    fn retry_delay(&self, attempt: u32, outcome: Outcome, headers: &HeaderMap) -> Option<Duration> {
+        let hint = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        self.retry.next_delay(attempt, outcome, hint, jitter())
+    }
+
+    pub fn transport_error(&self, e: &reqwest::Error) -> RegistryError {
+        // reqwest's Display hides the cause chain (where TLS errors live).
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            reason.push_str(": ");
+            reason.push_str(&s.to_string());
+            source = s.source();
+        }
+        RegistryError::Transport {
+            registry: self.registry.clone(),
+            reason,
+        }
+    }
+
+    fn remember_challenge(&self, headers: &HeaderMap) -> Option<Challenge> {
+        let challenge = headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(parse_challenges)
+            .find(|c| c.is_bearer() || c.is_basic())?;
+        self.lock_auth().challenge = Some(challenge.clone());
+        Some(challenge)
+    }
+
+    fn lock_auth(&self) -> std::sync::MutexGuard<'_, AuthState> {
+        self.auth.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn url(&self, base: &str, target: &str) -> String {
+        if target.starts_with("http://") || target.starts_with("https://") {
+            target.to_string()
+        } else {
+            format!("{base}{target}")
+        }
+    }
+
+    /// Sends `req`, answering an auth challenge once and retrying transient
+    /// failures; returns whatever response came last.
+    pub async fn send(&self, req: &Request) -> Result<Response, RegistryError> {
+        self.send_with(req, true).await
+    }
+
+    /// Sends `req` once (apart from authentication): for requests whose
+    /// repetition the caller handles, such as chunk uploads.
+    pub async fn send_once(&self, req: &Request) -> Result<Response, RegistryError> {
+        self.send_with(req, false).await
+    }
+
+    async fn send_with(&self, req: &Request, retry: bool) -> Result<Response, RegistryError> {
+        let base = self.base().await?;
+        let url = self.url(base, &req.target);
+        let mut attempt = 0;
+        let mut answered_challenge = false;
+        loop {
+            let mut rb = self.http.request(req.method.clone(), &url);
+            for (name, value) in &req.headers {
+                rb = rb.header(name, value);
+            }
+            if let Some(body) = &req.body {
+                rb = rb.body(body.clone());
+            } else if req.method == Method::PUT
+                || req.method == Method::POST
+                || req.method == Method::PATCH
+            {
+                rb = rb.header(reqwest::header::CONTENT_LENGTH, "0");
+            }
+            if let Some(auth) = self.authorization(&req.scopes).await? {
+                rb = rb.header(AUTHORIZATION, auth);
+            }
+            match rb.send().await {
+                Err(e) => {
+                    let delay =
+                        self.retry_delay(attempt, Outcome::ConnectionError, &HeaderMap::new());
+                    match delay {
+                        Some(d) if retry => {
+                            tokio::time::sleep(d).await;
+                            attempt += 1;
+                        }
+                        _ => return Err(self.transport_error(&e)),
+                    }
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    if status == StatusCode::UNAUTHORIZED && !answered_challenge {
+                        if let Some(challenge) = self.remember_challenge(resp.headers()) {
+                            answered_challenge = true;
+                            if challenge.is_bearer() {
+                                self.fetch_token(&challenge, &req.scopes).await?;
+                            }
+                            continue;
+                        }
+                    }
+                    let delay =
+                        self.retry_delay(attempt, Outcome::Status(status.as_u16()), resp.headers());
+                    match delay {
+                        Some(d) if retry => {
+                            tokio::time::sleep(d).await;
+                            attempt += 1;
+                        }
+                        _ => return Ok(resp),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `Authorization` value for a request needing `scopes`, once the
+    /// registry has said how it authenticates.
+    async fn authorization(&self, scopes: &[String]) -> Result<Option<String>, RegistryError> {
+        let (challenge, cached) = {
+            let state = self.lock_auth();
+            let cached = state.tokens.get(&scope_key(scopes)).cloned();
+            (state.challenge.clone(), cached)
+        };
+        let Some(challenge) = challenge else {
+            return Ok(None);
+        };
+        if challenge.is_basic() {
+            return Ok(self.credentials.as_ref().map(basic_value));
+        }
+        if let Some(token) = cached {
+            return Ok(Some(format!("Bearer {token}")));
+        }
+        let token = self.fetch_token(&challenge, scopes).await?;
+        Ok(Some(format!("Bearer {token}")))
+    }
+
+    /// Gets a bearer token for `scopes` (plus the challenge's own scope) from
+    /// the challenge's realm, with credentials when there are any, and caches it.
+    async fn fetch_token(
+        &self,
+        challenge: &Challenge,
+        scopes: &[String],
+    ) -> Result<String, RegistryError> {
+        let denied = |message: String| RegistryError::Unauthorized {
+            registry: self.registry.clone(),
+            message,
+        };
+        let realm = challenge
+            .param("realm")
+            .ok_or_else(|| denied("bearer challenge without a realm".to_string()))?;
+        let mut all: Vec<String> = scopes.to_vec();
+        if let Some(s) = challenge.param("scope") {
+            for scope in s.split(' ') {
+                if !scope.is_empty() && !all.iter().any(|x| x == scope) {
+                    all.push(scope.to_string());
+                }
+            }
+        }
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(service) = challenge.param("service") {
+            query.push(("service", service));
+        }
+        for s in &all {
+            query.push(("scope", s));
+        }
+        if let Some(c) = &self.credentials {
+            query.push(("account", &c.username));
+        }
+        let mut attempt = 0;
+        let resp = loop {
+            let mut rb = self.http.get(realm).query(&query);
+            if let Some(c) = &self.credentials {
+                rb = rb.header(AUTHORIZATION, basic_value(c));
+            }
+            match rb.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if let Some(d) =
+                        self.retry_delay(attempt, Outcome::Status(status), resp.headers())
+                    {
+                        tokio::time::sleep(d).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    break resp;
+                }
+                Err(e) => {
+                    match self.retry_delay(attempt, Outcome::ConnectionError, &HeaderMap::new()) {
+                        Some(d) => {
+                            tokio::time::sleep(d).await;
+                            attempt += 1;
+                        }
+                        None => return Err(self.transport_error(&e)),
+                    }
+                }
+            }
+        };
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(denied(format!(
+                "token endpoint answered HTTP {status}: {}",
+                registry_message(&text)
+            )));
+        }
+        let body: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| denied(format!("token endpoint sent no JSON: {e}")))?;
+        let token = body
+            .get("token")
+            .or_else(|| body.get("access_token"))
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| denied("token endpoint sent no token".to_string()))?
+            .to_string();
+        self.lock_auth()
+            .tokens
+            .insert(scope_key(scopes), token.clone());
+        Ok(token)
+    }
+
+    /// Turns a response that is not one of `expected` into an error carrying
+    /// the registry's own message.
+    pub async fn expect(
+        &self,
+        resp: Response,
+        expected: &[u16],
+        action: &str,
+    ) -> Result<Response, RegistryError> {
+        let status = resp.status().as_u16();
+        if expected.contains(&status) {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let message = registry_message(&text);
+        if status == 401 || status == 403 {
+            let hint = if self.credentials.is_none() {
+                " (no credentials stored for it; run `imgb login`)"
+            } else {
+                ""
+            };
+            return Err(RegistryError::Unauthorized {
+                registry: self.registry.clone(),
+                message: format!("{action}: HTTP {status}: {message}{hint}"),
+            });
+        }
+        Err(RegistryError::Status {
+            registry: self.registry.clone(),
+            action: action.to_string(),
+            status,
+            message,
+        })
+    }
+}
+
+fn basic_value(c: &Credentials) -> String {
+    use base64::Engine as _;
+    let raw = format!("{}:{}", c.username, c.password());
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+fn scope_key(scopes: &[String]) -> String {
+    let mut s = scopes.to_vec();
+    s.sort();
+    s.join(" ")
+}
+
+/// The registry's error text, verbatim: `CODE: message` for each entry of a
+/// distribution error body, else the body itself (shortened).
+pub fn registry_message(body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        if let Some(errors) = v.get("errors").and_then(|e| e.as_array()) {
+            let parts: Vec<String> = errors
+                .iter()
+                .map(|e| {
+                    let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
+                    let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
+                    match (code.is_empty(), msg.is_empty()) {
+                        (false, false) => format!("{code}: {msg}"),
+                        (false, true) => code.to_string(),
+                        _ => msg.to_string(),
+                    }
+                })
+                .collect();
+            if !parts.is_empty() {
+                return parts.join("; ");
+            }
+        }
+    }
+    let trimmed = body.trim();
+    if trimmed.is_empty() {
+        return "(no message)".to_string();
+    }
+    let mut out: String = trimmed.chars().take(300).collect();
+    if trimmed.chars().count() > 300 {
+        out.push('…');
+    }
+    out
+}
+
+/// `repository:NAME:ACTIONS`
+pub fn scope(repository: &str, actions: &str) -> String {
+    format!("repository:{repository}:{actions}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "[::1]",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in [
+            "example.com",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "[::2]:1",
+        ] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn registry_messages_are_verbatim() {
+        let body = r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:x"}]}"#;
+        assert_eq!(
+            registry_message(body),
+            "BLOB_UNKNOWN: blob unknown to registry"
+        );
+        assert_eq!(registry_message("  upstream down \n"), "upstream down");
+        assert_eq!(registry_message(""), "(no message)");
+    }
+
+    #[test]
+    fn token_cache_keys_ignore_scope_order() {
+        let a = vec![
+            "repository:a:pull".to_string(),
+            "repository:b:pull,push".to_string(),
+        ];
+        let b = vec![
+            "repository:b:pull,push".to_string(),
+            "repository:a:pull".to_string(),
+        ];
+        assert_eq!(scope_key(&a), scope_key(&b));
+    }
+}
