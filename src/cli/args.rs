@@ -16,6 +16,7 @@ Environment:
   IMGB_HOME      state directory (default: $XDG_DATA_HOME/imgb or ~/.local/share/imgb)
   DOCKER_CONFIG  where registry credentials are read (default: ~/.docker)
   IMGB_CERTS_DIR per-registry CA certificates, HOST:PORT/*.crt (default: /etc/docker/certs.d)
+  IMGB_REGISTRY_CHUNK_SIZE  upload chunk size in bytes (default: 8388608)
   NO_COLOR       disables colour";
 
 /// imgb: a daemonless container image builder.

@@ -35,6 +35,16 @@ pub fn certs_dir(get_env: impl Fn(&str) -> Option<String>) -> PathBuf {
         .map_or_else(|| PathBuf::from("/etc/docker/certs.d"), PathBuf::from)
 }
 
+/// `$IMGB_REGISTRY_CHUNK_SIZE` (bytes): blobs up to it are uploaded in one
+/// request, larger ones in chunks of it. Default 8 MiB; tests lower it to
+/// exercise chunked and resumed uploads with small images.
+pub fn chunk_size(get_env: impl Fn(&str) -> Option<String>) -> usize {
+    get_env("IMGB_REGISTRY_CHUNK_SIZE")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n >= 1024)
+        .unwrap_or(ClientOptions::default().chunk_size)
+}
+
 /// The client options for a state directory and the command's flags.
 pub fn client_options(state: &Path, flags: &RegistryFlags) -> ClientOptions {
     let env = |k: &str| std::env::var(k).ok();
@@ -43,6 +53,7 @@ pub fn client_options(state: &Path, flags: &RegistryFlags) -> ClientOptions {
         insecure_registries: flags.insecure_registries.clone(),
         docker_config: docker_config_dir(env),
         blob_locations: Some(state.join("registry/blob-locations.json")),
+        chunk_size: chunk_size(env),
         ..ClientOptions::default()
     }
 }

@@ -277,6 +277,18 @@ impl Host {
                     if status == 401 {
                         self.remember_challenge(resp.headers());
                     }
+                    // Over plain HTTP only a registry's own answer counts: a
+                    // TLS server says 400 to plain HTTP, which must not make
+                    // imgb settle for HTTP.
+                    let registry_like = status == 200 || status == 401 || status == 403;
+                    if base.starts_with("http://") && !registry_like {
+                        return Err(RegistryError::Status {
+                            registry: self.registry.clone(),
+                            action: "ping /v2/".to_string(),
+                            status,
+                            message: "not a registry over plain HTTP".to_string(),
+                        });
+                    }
                     return Ok(());
                 }
                 Err(e) => {

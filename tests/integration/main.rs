@@ -8,4 +8,5 @@ mod harness;
 mod world;
 
 mod cli;
+mod registry;
 mod smoke;

@@ -1,0 +1,690 @@
+//! `imgb pull`, `push`, `login` and `logout` against the real local
+//! registries of the test world (plain, basic auth, TLS with a private CA,
+//! bearer tokens), with skopeo as the oracle, and through a fault-injecting
+//! loopback proxy (dropped connections, 500/429 answers, corrupted blobs).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Imgb, Run};
+use crate::world::{self, Flavour, Registry};
+
+// ---------------------------------------------------------------- helpers
+
+/// An imgb set up to reach `registry`: its CA (TLS) and its credentials
+/// (basic auth, through `imgb login`).
+fn imgb_for(registry: &Registry) -> Imgb {
+    let imgb = Imgb::new();
+    if let Some((user, password)) = registry.credentials() {
+        login(&imgb, registry, user, password).success();
+    }
+    imgb
+}
+
+fn run(imgb: &Imgb, registry: &Registry, args: &[&str]) -> Run {
+    let mut cmd = imgb.cmd();
+    if let Some(certs) = registry.certs_d() {
+        cmd.env("IMGB_CERTS_DIR", certs);
+    }
+    cmd.args(args);
+    Run::of(cmd)
+}
+
+fn login(imgb: &Imgb, registry: &Registry, user: &str, password: &str) -> Run {
+    let mut cmd = imgb.cmd();
+    if let Some(certs) = registry.certs_d() {
+        cmd.env("IMGB_CERTS_DIR", certs);
+    }
+    cmd.args(["login", &registry.addr, "-u", user, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn imgb login");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("imgb login");
+    Run {
+        command: format!("imgb login {} -u {user}", registry.addr),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).expect("valid JSON")
+}
+
+/// A blob of the busybox fixture layout, parsed.
+fn layout_blob(digest: &str) -> serde_json::Value {
+    let hex = digest.trim_start_matches("sha256:");
+    json(&std::fs::read(world::busybox().layout.join("blobs/sha256").join(hex)).expect("blob"))
+}
+
+/// The digest of the arm64/v8 entry of the fixture's `multi` index.
+fn arm64_manifest_digest() -> String {
+    let index = layout_blob(&world::busybox().multi);
+    index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "arm64")
+        .and_then(|m| m["digest"].as_str())
+        .expect("an arm64 entry")
+        .to_string()
+}
+
+fn store_has(imgb: &Imgb, digest: &str) -> bool {
+    imgb.home
+        .path()
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+        .is_file()
+}
+
+// ---------------------------------------------------------------- pull and push per flavour
+
+fn pull_and_push_round_trip(flavour: Flavour) {
+    let registry = world::registry(flavour);
+    world::push_busybox(registry, "it/busybox");
+    let bb = world::busybox();
+    let imgb = imgb_for(registry);
+    let addr = &registry.addr;
+
+    // The single image.
+    let pulled = run(
+        &imgb,
+        registry,
+        &["pull", &format!("{addr}/it/busybox:latest")],
+    );
+    pulled.success();
+    assert_eq!(pulled.stdout.trim(), bb.latest, "{pulled:?}");
+    let manifest = layout_blob(&bb.latest);
+    for d in std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap()) {
+        let digest = d["digest"].as_str().unwrap();
+        assert!(store_has(&imgb, digest), "{digest} not in the store");
+    }
+    // A second pull fetches nothing.
+    run(
+        &imgb,
+        registry,
+        &["pull", &format!("{addr}/it/busybox:latest")],
+    )
+    .success()
+    .stderr_has("0 blob(s) fetched");
+
+    // The multi-platform index, arm64/v8 picked.
+    let arm = run(
+        &imgb,
+        registry,
+        &[
+            "pull",
+            &format!("{addr}/it/busybox:multi"),
+            "--platform",
+            "linux/arm64/v8",
+        ],
+    );
+    arm.success().stderr_has(&bb.multi);
+    assert_eq!(arm.stdout.trim(), arm64_manifest_digest());
+
+    // Docker v2s2.
+    let v2s2 = run(
+        &imgb,
+        registry,
+        &["pull", &format!("{addr}/it/busybox:v2s2")],
+    );
+    v2s2.success();
+    assert_eq!(
+        v2s2.stdout.trim(),
+        registry.skopeo_digest("it/busybox:v2s2")
+    );
+
+    // Push the pulled image to a new repository; skopeo reads the same digest.
+    let dest = format!("{addr}/it/pushed-{}:copy", flavour.name());
+    let pushed = run(
+        &imgb,
+        registry,
+        &["push", &format!("{addr}/it/busybox:latest"), &dest],
+    );
+    pushed.success();
+    assert_eq!(pushed.stdout.trim(), bb.latest);
+    assert_eq!(
+        registry.skopeo_digest(&format!("it/pushed-{}:copy", flavour.name())),
+        bb.latest
+    );
+
+    // Push the OCI layout's index (every platform) and read it back.
+    let layout = format!("oci:{}:multi", bb.layout.display());
+    let dest = format!("{addr}/it/layout-{}:multi", flavour.name());
+    run(&imgb, registry, &["push", &layout, &dest]).success();
+    assert_eq!(
+        registry.skopeo_digest(&format!("it/layout-{}:multi", flavour.name())),
+        bb.multi
+    );
+}
+
+#[test]
+fn plain_registry_pull_and_push() {
+    pull_and_push_round_trip(Flavour::Plain);
+}
+
+#[test]
+fn basic_auth_registry_pull_and_push() {
+    pull_and_push_round_trip(Flavour::Basic);
+}
+
+#[test]
+fn tls_registry_pull_and_push() {
+    pull_and_push_round_trip(Flavour::Tls);
+}
+
+#[test]
+fn token_registry_pull_and_push() {
+    pull_and_push_round_trip(Flavour::Token);
+}
+
+#[test]
+fn tls_registry_is_refused_without_its_ca() {
+    let registry = world::registry(Flavour::Tls);
+    world::push_busybox(registry, "it/busybox");
+    let imgb = Imgb::new();
+    let empty = tempfile::tempdir().expect("tempdir");
+    let mut cmd = imgb.cmd();
+    cmd.env("IMGB_CERTS_DIR", empty.path())
+        .args(["pull", &format!("{}/it/busybox:latest", registry.addr)]);
+    Run::of(cmd).exit_code(1).stderr_has("certificate");
+}
+
+#[test]
+fn basic_auth_needs_login_and_never_shows_the_password() {
+    let registry = world::registry(Flavour::Basic);
+    world::push_busybox(registry, "it/busybox");
+    let imgb = Imgb::new();
+    let reference = format!("{}/it/busybox:latest", registry.addr);
+    run(&imgb, registry, &["pull", &reference])
+        .exit_code(1)
+        .stderr_has("authentication failed")
+        .stderr_has("imgb login");
+
+    let wrong = login(&imgb, registry, world::BASIC_USER, "not-the-password-x9");
+    wrong.exit_code(1).stderr_has("authentication failed");
+    assert!(!wrong.stderr.contains("not-the-password-x9"), "{wrong:?}");
+    assert!(
+        !imgb.docker_config.path().join("config.json").exists(),
+        "failed login wrote config"
+    );
+
+    login(&imgb, registry, world::BASIC_USER, world::BASIC_PASSWORD).success();
+    let config = json(&std::fs::read(imgb.docker_config.path().join("config.json")).unwrap());
+    let auth = config["auths"][&registry.addr]["auth"]
+        .as_str()
+        .expect("auth entry");
+    // base64("imgb:s3cret"), as `docker login` writes it.
+    assert_eq!(auth, "aW1nYjpzM2NyZXQ=");
+    let ok = run(&imgb, registry, &["pull", &reference]);
+    ok.success();
+    assert!(!ok.stderr.contains(world::BASIC_PASSWORD));
+
+    run(&imgb, registry, &["logout", &registry.addr])
+        .success()
+        .stderr_has("Removed");
+    let config = json(&std::fs::read(imgb.docker_config.path().join("config.json")).unwrap());
+    assert!(config["auths"].get(&registry.addr).is_none(), "{config}");
+    run(&imgb, registry, &["logout", &registry.addr])
+        .success()
+        .stderr_has("Not logged in");
+}
+
+#[test]
+fn credentials_come_from_a_credential_helper() {
+    let registry = world::registry(Flavour::Basic);
+    world::push_busybox(registry, "it/busybox");
+    let imgb = Imgb::new();
+    // A real helper program speaking Docker's protocol, storing in a file.
+    let bin = tempfile::tempdir().expect("tempdir");
+    let stored = bin.path().join("stored.json");
+    let helper = bin.path().join("docker-credential-imgbtest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n  get) read k; [ -f {s} ] && cat {s} || {{ echo 'credentials not found in native keychain'; exit 1; }};;\n  store) cat > {s};;\n  erase) read k; rm {s} 2>/dev/null || {{ echo 'credentials not found'; exit 1; }};;\nesac\n",
+            s = stored.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        imgb.docker_config.path().join("config.json"),
+        r#"{"credsStore":"imgbtest","detachKeys":"ctrl-e"}"#,
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let with_path = |args: &[&str]| {
+        let mut cmd = imgb.cmd();
+        cmd.env("PATH", &path).args(args);
+        cmd
+    };
+    let reference = format!("{}/it/busybox:latest", registry.addr);
+    Run::of(with_path(&["pull", &reference]))
+        .exit_code(1)
+        .stderr_has("authentication failed");
+
+    let mut cmd = with_path(&["login", &registry.addr, "-u", "imgb", "--password-stdin"]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let helper_saw = json(&std::fs::read(&stored).expect("helper stored the secret"));
+    assert_eq!(helper_saw["ServerURL"], registry.addr.as_str());
+    assert_eq!(helper_saw["Username"], "imgb");
+    let config = json(&std::fs::read(imgb.docker_config.path().join("config.json")).unwrap());
+    assert_eq!(config["detachKeys"], "ctrl-e", "other keys survive");
+    assert_eq!(
+        config["auths"][&registry.addr],
+        serde_json::json!({}),
+        "no secret in the file"
+    );
+
+    Run::of(with_path(&["pull", &reference])).success();
+}
+
+#[test]
+fn unknown_platforms_missing_images_and_bad_names_are_refused_clearly() {
+    let registry = world::registry(Flavour::Plain);
+    world::push_busybox(registry, "it/busybox");
+    let imgb = Imgb::new();
+    run(
+        &imgb,
+        registry,
+        &[
+            "pull",
+            &format!("{}/it/busybox:multi", registry.addr),
+            "--platform",
+            "linux/s390x",
+        ],
+    )
+    .exit_code(1)
+    .stderr_has("no image for platform linux/s390x")
+    .stderr_has("linux/arm64/v8");
+    run(
+        &imgb,
+        registry,
+        &["pull", &format!("{}/it/nothing-here:latest", registry.addr)],
+    )
+    .exit_code(1)
+    .stderr_has("MANIFEST_UNKNOWN");
+    run(&imgb, registry, &["pull", "Bad/Name"])
+        .exit_code(1)
+        .stderr_has("lowercase");
+}
+
+// ---------------------------------------------------------------- the fault proxy
+
+/// What the proxy does with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Forward,
+    /// Close the connection without answering.
+    Drop,
+    /// Forward, then close without passing the answer on (the registry did
+    /// the work; the client does not know).
+    ForwardThenDrop,
+    /// Answer with this status (an error body, `Retry-After: 0` for 429).
+    Status(u16),
+    /// Forward and flip a byte of the answer's body.
+    Corrupt,
+}
+
+#[derive(Debug, Clone)]
+struct Logged {
+    method: String,
+    path: String,
+    body_len: usize,
+    action: Action,
+}
+
+type Rule = dyn Fn(&str, &str, usize) -> Action + Send + Sync;
+
+/// A loopback HTTP/1.1 proxy in front of a registry, one request per
+/// connection, applying `rule(method, path, n)` where `n` counts earlier
+/// requests with the same method and path (query ignored). It stops when dropped and after
+/// two minutes at most.
+struct FaultProxy {
+    addr: String,
+    log: Arc<Mutex<Vec<Logged>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    fn start(upstream: &str, rule: Box<Rule>) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let rule: Arc<Rule> = Arc::from(rule);
+        let (log2, stop2, upstream) = (log.clone(), stop.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut served = 0;
+            while !stop2.load(Ordering::SeqCst) && Instant::now() < deadline && served < 5000 {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        served += 1;
+                        let (log, rule, upstream) = (log2.clone(), rule.clone(), upstream.clone());
+                        std::thread::spawn(move || serve(conn, &upstream, &*rule, &log));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FaultProxy { addr, log, stop }
+    }
+
+    fn log(&self) -> Vec<Logged> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn clear(&self) {
+        self.log.lock().unwrap().clear();
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn read_head(conn: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(end + 4);
+            return Some((buf, rest));
+        }
+        if buf.len() > 64 * 1024 {
+            return None;
+        }
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        // TLS handshakes (imgb probes HTTPS first) are not HTTP.
+        if buf.is_empty() && chunk[0] == 0x16 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn serve(mut conn: TcpStream, upstream: &str, rule: &Rule, log: &Mutex<Vec<Logged>>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let Some((head, mut body)) = read_head(&mut conn) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or("").to_string();
+    let mut parts = request_line.split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut length = 0usize;
+    let mut headers = Vec::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("connection:") {
+            continue;
+        }
+        headers.push(line.to_string());
+    }
+    while body.len() < length {
+        let mut chunk = vec![0u8; 64 * 1024];
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let action = {
+        let mut log = log.lock().unwrap();
+        // Upload URLs change their query (`_state`) on every answer; the
+        // path alone names the upload session.
+        let key = |p: &str| p.split('?').next().unwrap_or("").to_string();
+        let n = log
+            .iter()
+            .filter(|l| l.method == method && key(&l.path) == key(&path))
+            .count();
+        let action = rule(&method, &path, n);
+        log.push(Logged {
+            method: method.clone(),
+            path: path.clone(),
+            body_len: length,
+            action,
+        });
+        action
+    };
+    match action {
+        Action::Drop => {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+        Action::Status(code) => {
+            let body = format!(
+                r#"{{"errors":[{{"code":"INJECTED","message":"fault proxy says {code}"}}]}}"#
+            );
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 0\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        Action::Forward | Action::ForwardThenDrop | Action::Corrupt => {
+            let Ok(mut up) = TcpStream::connect(upstream) else {
+                return;
+            };
+            let mut request = format!("{request_line}\r\n");
+            for h in &headers {
+                request.push_str(h);
+                request.push_str("\r\n");
+            }
+            request.push_str("Connection: close\r\n\r\n");
+            if up.write_all(request.as_bytes()).is_err() || up.write_all(&body[..length]).is_err() {
+                return;
+            }
+            let mut response = Vec::new();
+            let _ = up.read_to_end(&mut response);
+            match action {
+                Action::ForwardThenDrop => {
+                    let _ = conn.shutdown(Shutdown::Both);
+                    return;
+                }
+                Action::Corrupt => {
+                    if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+                        if let Some(b) = response.get_mut(end + 4 + 100) {
+                            *b ^= 0xff;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            let _ = conn.write_all(&response);
+            let _ = conn.shutdown(Shutdown::Write);
+        }
+    }
+}
+
+fn is_blob(path: &str) -> bool {
+    path.contains("/blobs/sha256:")
+}
+
+#[test]
+fn pull_and_push_survive_dropped_connections_500_and_429() {
+    let registry = world::registry(Flavour::Plain);
+    world::push_busybox(registry, "it/busybox");
+    let bb = world::busybox();
+    // The first try of every manifest and blob request, and of starting an
+    // upload, fails in one of three ways. Every third PATCH of a chunked
+    // upload gets a 502 without reaching the registry (the upload resumes
+    // at the registry's offset); one PATCH reaches the registry but its
+    // answer is lost, which distribution cannot resume (its upload state
+    // token is stale then), so that upload starts over.
+    let lost_one = AtomicBool::new(false);
+    let proxy = FaultProxy::start(
+        &registry.addr,
+        Box::new(move |method, path, n| match (method, n) {
+            ("GET", 0) if is_blob(path) => Action::Drop,
+            ("GET", 0) if path.contains("/manifests/") => Action::Status(500),
+            ("HEAD", 0) => Action::Status(503),
+            ("POST", 0) => Action::Status(429),
+            ("PUT", 0) if path.contains("/manifests/") => Action::Drop,
+            ("PATCH", 3) if !lost_one.swap(true, Ordering::SeqCst) => Action::ForwardThenDrop,
+            ("PATCH", _) if n % 3 == 1 => Action::Status(502),
+            _ => Action::Forward,
+        }),
+    );
+    let imgb = Imgb::new();
+    let pulled = imgb.run(["pull", &format!("{}/it/busybox:latest", proxy.addr)]);
+    pulled.success();
+    assert_eq!(pulled.stdout.trim(), bb.latest);
+    let log = proxy.log();
+    assert!(
+        log.iter()
+            .any(|l| l.action == Action::Drop && is_blob(&l.path)),
+        "no blob fault injected"
+    );
+    assert!(
+        log.iter().any(|l| l.action == Action::Status(500)),
+        "no 500 injected"
+    );
+
+    // Small chunks: the busybox layer goes up in many PATCHes, some of whose
+    // answers are lost, so the upload must resume from the registry's offset.
+    let mut cmd = imgb.cmd();
+    cmd.env("IMGB_REGISTRY_CHUNK_SIZE", "65536").args([
+        "push",
+        &format!("{}/it/busybox:latest", proxy.addr),
+        &format!("{}/it/faulty:latest", proxy.addr),
+    ]);
+    // The mount hint from the pull is withheld, so blobs are really uploaded.
+    let _ = std::fs::remove_file(imgb.home.path().join("registry/blob-locations.json"));
+    let pushed = Run::of(cmd);
+    pushed.success();
+    assert_eq!(pushed.stdout.trim(), bb.latest);
+    assert_eq!(registry.skopeo_digest("it/faulty:latest"), bb.latest);
+    let log = proxy.log();
+    assert!(
+        log.iter().any(|l| l.action == Action::ForwardThenDrop),
+        "no PATCH answer lost"
+    );
+    assert!(
+        log.iter().any(|l| l.action == Action::Status(429)),
+        "no 429 injected"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.method == "GET" && l.path.contains("/blobs/uploads/")),
+        "the upload was never resumed from the registry's offset"
+    );
+}
+
+#[test]
+fn a_corrupted_blob_fails_the_pull_and_stores_nothing() {
+    let registry = world::registry(Flavour::Plain);
+    world::push_busybox(registry, "it/busybox");
+    let bb = world::busybox();
+    let manifest = layout_blob(&bb.latest);
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let target = layer.clone();
+    let proxy = FaultProxy::start(
+        &registry.addr,
+        Box::new(move |method, path, _| {
+            if method == "GET" && path.ends_with(&target) {
+                Action::Corrupt
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    let imgb = Imgb::new();
+    let run = imgb.run(["pull", &format!("{}/it/busybox:latest", proxy.addr)]);
+    run.exit_code(1)
+        .stderr_has("digest mismatch")
+        .stderr_has(&layer);
+    assert!(
+        !store_has(&imgb, &layer),
+        "corrupt layer stored under its digest"
+    );
+    let tmp = imgb.home.path().join("tmp");
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(&tmp)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    assert!(
+        !store_has(&imgb, &bb.latest),
+        "manifest stored although its layer failed"
+    );
+}
+
+#[test]
+fn pushing_again_sends_no_blob_bodies_and_known_blobs_are_mounted() {
+    let registry = world::registry(Flavour::Token);
+    world::push_busybox(registry, "it/busybox");
+    let bb = world::busybox();
+    let proxy = FaultProxy::start(&registry.addr, Box::new(|_, _, _| Action::Forward));
+    let imgb = Imgb::new();
+    imgb.run(["pull", &format!("{}/it/busybox:latest", proxy.addr)])
+        .success();
+
+    // First push to a new repository: the pull taught imgb where the blobs
+    // are, so they are mounted, not uploaded.
+    proxy.clear();
+    let dest = format!("{}/it/mounted:latest", proxy.addr);
+    imgb.run(["push", &format!("{}/it/busybox:latest", proxy.addr), &dest])
+        .success()
+        .stderr_has("0 blob(s) uploaded");
+    let log = proxy.log();
+    assert!(
+        log.iter()
+            .any(|l| l.method == "POST" && l.path.contains("mount=")),
+        "{log:?}"
+    );
+    assert!(!log
+        .iter()
+        .any(|l| l.method == "PATCH" || (l.method == "PUT" && l.path.contains("/blobs/"))));
+
+    // Second push: every blob is already there; only HEADs and the manifest.
+    proxy.clear();
+    imgb.run(["push", &format!("{}/it/busybox:latest", proxy.addr), &dest])
+        .success()
+        .stderr_has("0 mounted");
+    let log = proxy.log();
+    let bodies: Vec<&Logged> = log
+        .iter()
+        .filter(|l| l.path.contains("/blobs/") && (l.method != "HEAD" || l.body_len > 0))
+        .collect();
+    assert!(bodies.is_empty(), "blob requests on a re-push: {bodies:?}");
+    assert!(log.iter().filter(|l| l.method == "HEAD").count() >= 2);
+    assert_eq!(registry.skopeo_digest("it/mounted:latest"), bb.latest);
+}
