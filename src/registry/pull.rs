@@ -60,6 +60,16 @@ pub async fn pull(
     reference: &Reference,
     platform: &Platform,
 ) -> Result<(ResolvedImage, PullStats), RegistryError> {
+    // A digest names content for good: when it is all here, skip the network.
+    if let Some(pinned) = reference.digest() {
+        if let Some(image) = resolve_in_store(store, reference, pinned, platform)? {
+            let stats = PullStats {
+                present: image.manifest.layers.len() + 1,
+                ..PullStats::default()
+            };
+            return Ok((image, stats));
+        }
+    }
     let host = client.host(reference)?;
     let pull_scope = vec![scope(reference.repository(), "pull")];
     let (root_digest, root_media, root_bytes) =
@@ -128,14 +138,7 @@ pub async fn pull(
         put_verified(store, bytes, &manifest_digest, &what)?;
     }
     put_verified(store, &root_bytes, &root_digest, &what)?;
-    let config_bytes = store
-        .read_blob(&config_digest)
-        .map_err(|e| store_error(&what, e))?;
-    let config: ImageConfig =
-        serde_json::from_slice(&config_bytes).map_err(|e| RegistryError::InvalidManifest {
-            reference: what.clone(),
-            reason: format!("config {config_digest}: {e}"),
-        })?;
+    let config = read_config(store, &config_digest, &what)?;
 
     let mut locations = BlobLocations::load(client.opts.blob_locations.as_deref());
     for (d, _) in &wanted {
@@ -159,6 +162,77 @@ pub async fn pull(
         },
         stats,
     ))
+}
+
+fn read_config(
+    store: &ContentStore,
+    digest: &Sha256Digest,
+    what: &str,
+) -> Result<ImageConfig, RegistryError> {
+    let bytes = store.read_blob(digest).map_err(|e| store_error(what, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| RegistryError::InvalidManifest {
+        reference: what.to_string(),
+        reason: format!("config {digest}: {e}"),
+    })
+}
+
+/// The image `pinned` names for `platform`, when it and everything it
+/// needs are already in the store.
+fn resolve_in_store(
+    store: &ContentStore,
+    reference: &Reference,
+    pinned: &Sha256Digest,
+    platform: &Platform,
+) -> Result<Option<ResolvedImage>, RegistryError> {
+    let what = reference.to_string();
+    let read = |d: &Sha256Digest| -> Result<Option<Vec<u8>>, RegistryError> {
+        if !store.has(d) {
+            return Ok(None);
+        }
+        store
+            .read_blob(d)
+            .map(Some)
+            .map_err(|e| store_error(&what, e))
+    };
+    let Some(root) = read(pinned)? else {
+        return Ok(None);
+    };
+    let (manifest_digest, kind) = match classify(&what, None, &root)? {
+        MediaKind::Index { index, .. } => {
+            let chosen = select_manifest(&index, platform, &what)?.digest;
+            let Some(bytes) = read(&chosen)? else {
+                return Ok(None);
+            };
+            (chosen, classify(&what, None, &bytes)?)
+        }
+        manifest => (*pinned, manifest),
+    };
+    let MediaKind::Manifest {
+        media_type,
+        manifest,
+    } = kind
+    else {
+        return Ok(None);
+    };
+    let all_here =
+        store.has(&manifest.config.digest) && manifest.layers.iter().all(|l| store.has(&l.digest));
+    if !all_here {
+        return Ok(None);
+    }
+    let config_digest = manifest.config.digest;
+    let config = read_config(store, &config_digest, &what)?;
+    store
+        .set_ref(&what, &manifest_digest)
+        .map_err(|e| store_error(&what, e))?;
+    Ok(Some(ResolvedImage {
+        reference: reference.clone(),
+        root_digest: *pinned,
+        manifest_digest,
+        manifest_media_type: media_type,
+        manifest: *manifest,
+        config_digest,
+        config,
+    }))
 }
 
 /// Resolves and pulls a base image for a build: [`pull`] without the stats.

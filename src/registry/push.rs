@@ -38,10 +38,19 @@ pub async fn push(
     root: &Sha256Digest,
     dest: &Reference,
 ) -> Result<PushStats, RegistryError> {
+    let what = format!("{dest}");
+    let target = match dest.digest() {
+        Some(d) if d != root => {
+            return Err(RegistryError::InvalidReference {
+                reference: what,
+                reason: format!("the image's digest is {root}, not the one in the destination"),
+            })
+        }
+        _ => dest.tag().map_or_else(|| root.to_string(), str::to_string),
+    };
     let host = client.host(dest)?;
     let mut locations = BlobLocations::load(client.opts.blob_locations.as_deref());
     let mut stats = PushStats::default();
-    let what = format!("{dest}");
     let bytes = source.read(root)?;
     let kind = classify(&what, None, &bytes)?;
     if let MediaKind::Index { index, .. } = &kind {
@@ -85,15 +94,6 @@ pub async fn push(
         )
         .await?;
     }
-    let target = match dest.digest() {
-        Some(d) if d != root => {
-            return Err(RegistryError::InvalidReference {
-                reference: what,
-                reason: format!("the image's digest is {root}, not the one in the destination"),
-            })
-        }
-        _ => dest.tag().map_or_else(|| root.to_string(), str::to_string),
-    };
     put_manifest(&host, dest, &target, kind.media_type(), bytes).await?;
     stats.manifests += 1;
     stats.digest = Some(*root);

@@ -688,3 +688,96 @@ fn pushing_again_sends_no_blob_bodies_and_known_blobs_are_mounted() {
     assert!(log.iter().filter(|l| l.method == "HEAD").count() >= 2);
     assert_eq!(registry.skopeo_digest("it/mounted:latest"), bb.latest);
 }
+
+#[test]
+fn the_registrys_own_message_is_shown_when_retries_run_out() {
+    let registry = world::registry(Flavour::Plain);
+    world::push_busybox(registry, "it/busybox");
+    let proxy = FaultProxy::start(
+        &registry.addr,
+        Box::new(|method, path, _| {
+            if method == "GET" && path.contains("/manifests/") {
+                Action::Status(500)
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    let imgb = Imgb::new();
+    imgb.run(["pull", &format!("{}/it/busybox:latest", proxy.addr)])
+        .exit_code(1)
+        .stderr_has("HTTP 500: INJECTED: fault proxy says 500");
+    let tries = proxy
+        .log()
+        .iter()
+        .filter(|l| l.path.contains("/manifests/"))
+        .count();
+    assert_eq!(tries, 6, "the default policy makes 6 attempts");
+}
+
+#[test]
+fn a_pinned_image_already_in_the_store_resolves_without_the_network() {
+    let registry = world::registry(Flavour::Plain);
+    world::push_busybox(registry, "it/busybox");
+    let bb = world::busybox();
+    let proxy = FaultProxy::start(&registry.addr, Box::new(|_, _, _| Action::Forward));
+    let imgb = Imgb::new();
+    let pinned = format!("{}/it/busybox@{}", proxy.addr, bb.multi);
+    let first = imgb.run(["pull", &pinned, "--platform", "linux/arm64/v8"]);
+    first.success();
+    assert_eq!(first.stdout.trim(), arm64_manifest_digest());
+    proxy.clear();
+    let again = imgb.run(["pull", &pinned, "--platform", "linux/arm64/v8"]);
+    again.success();
+    assert_eq!(again.stdout.trim(), arm64_manifest_digest());
+    assert!(
+        proxy.log().is_empty(),
+        "went to the registry: {:?}",
+        proxy.log()
+    );
+}
+
+#[test]
+fn push_from_an_oci_archive_and_by_digest() {
+    let registry = world::registry(Flavour::Plain);
+    let bb = world::busybox();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("busybox.tar");
+    world::run_ok(
+        std::process::Command::new(world::require_tool("skopeo"))
+            .args(["copy", "--insecure-policy", "--quiet"])
+            .arg(bb.oci_ref("latest"))
+            .arg(format!("oci-archive:{}:latest", archive.display())),
+    );
+    let imgb = Imgb::new();
+    let source = format!("oci-archive:{}:latest", archive.display());
+    let pushed = imgb.run(["push", &source, &format!("{}/it/archive:v1", registry.addr)]);
+    pushed.success();
+    assert_eq!(pushed.stdout.trim(), bb.latest);
+    assert_eq!(registry.skopeo_digest("it/archive:v1"), bb.latest);
+    let leftovers: Vec<String> = std::fs::read_dir(imgb.home.path().join("registry"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        leftovers.iter().all(|n| !n.starts_with("tmp-")),
+        "the unpacked archive was left behind: {leftovers:?}"
+    );
+
+    // By digest: no tag is created, the manifest is addressable by digest.
+    let layout = format!("oci:{}:latest", bb.layout.display());
+    let by_digest = format!("{}/it/bydigest@{}", registry.addr, bb.latest);
+    imgb.run(["push", &layout, &by_digest]).success();
+    assert_eq!(
+        registry.skopeo_digest(&format!("it/bydigest@{}", bb.latest)),
+        bb.latest
+    );
+    // A digest that is not the image's is refused before anything is sent.
+    let wrong = format!("{}/it/bydigest@{}", registry.addr, bb.multi);
+    imgb.run(["push", &layout, &wrong])
+        .exit_code(1)
+        .stderr_has("digest");
+}
