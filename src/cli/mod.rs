@@ -9,6 +9,7 @@
 pub mod args;
 pub mod registry;
 pub mod settings;
+pub mod store;
 
 use std::process::ExitCode;
 
@@ -69,8 +70,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logout(args) => registry::logout(args),
         Command::Images => not_yet("images", 9),
         Command::Inspect(_) => not_yet("inspect", 9),
-        Command::Prune(_) => not_yet("prune", 5),
-        Command::Du => not_yet("du", 5),
+        Command::Prune(args) => store::prune(&_state, &args),
+        Command::Du => store::du(&_state),
     }
 }
 

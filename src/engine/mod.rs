@@ -4,3 +4,5 @@
 //!
 //! Uses `plan`, `cache`, `context`, `layer`, `store`, `image`; touches the file
 //! system and runs processes.
+
+pub mod owner;

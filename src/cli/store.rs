@@ -1,0 +1,190 @@
+//! `imgb prune` and `imgb du`: garbage collection and disk usage of the
+//! content store.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+
+use super::args::PruneArgs;
+use super::Failure;
+use crate::store::{ContentStore, PruneOptions, StoreError};
+
+/// How long prune waits for other imgb processes to close the store.
+const BUSY_WAIT: Duration = Duration::from_secs(30);
+
+pub fn prune(state: &Path, args: &PruneArgs) -> Result<(), Failure> {
+    let keep_storage = args
+        .keep_storage
+        .as_deref()
+        .map(parse_size)
+        .transpose()
+        .map_err(Failure::Usage)?;
+    let store = open(state)?;
+    let opts = PruneOptions {
+        all: args.all,
+        keep_storage,
+        verify: args.verify,
+    };
+    let started = Instant::now();
+    let mut told = false;
+    let report = loop {
+        match store.prune(&opts) {
+            Err(StoreError::Busy(_)) if started.elapsed() < BUSY_WAIT => {
+                if !told {
+                    eprintln!(
+                        "waiting for other imgb processes using {} to finish...",
+                        state.display()
+                    );
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(StoreError::Busy(path)) => {
+                return Err(Failure::User(anyhow!(
+                    "the store at {} is still in use by another imgb process after {}s\n\
+                     hint: run `imgb prune` when no build, pull or push is running",
+                    path.display(),
+                    BUSY_WAIT.as_secs()
+                )))
+            }
+            other => break other.context("prune failed").map_err(Failure::User)?,
+        }
+    };
+    for (blob, found) in &report.corrupt {
+        println!(
+            "corrupt: {} ({} bytes hash to {found}); removed",
+            blob.digest, blob.size
+        );
+    }
+    for name in &report.dropped_refs {
+        println!("untagged: {name}");
+    }
+    for root in &report.dropped_roots {
+        println!("dropped {} root: {}", root.namespace, root.digest);
+    }
+    for blob in &report.removed {
+        println!("deleted: {}", blob.digest);
+    }
+    if args.verify {
+        println!(
+            "verified: {} corrupt blob{} found",
+            report.corrupt.len(),
+            if report.corrupt.len() == 1 { "" } else { "s" }
+        );
+    }
+    println!("Total reclaimed space: {}", human_size(report.reclaimed()));
+    Ok(())
+}
+
+pub fn du(state: &Path) -> Result<(), Failure> {
+    let store = open(state)?;
+    let usage = store
+        .disk_usage()
+        .context("cannot measure the store")
+        .map_err(Failure::User)?;
+    println!("{:<40} {:>10}", "WHAT", "SIZE");
+    for (name, size) in &usage.images {
+        println!("{:<40} {:>10}", format!("image {name}"), human_size(*size));
+    }
+    println!(
+        "{:<40} {:>10}",
+        "images (shared blobs once)",
+        human_size(usage.referenced)
+    );
+    for (ns, size) in &usage.roots_only {
+        println!(
+            "{:<40} {:>10}",
+            format!("{ns} (not in an image)"),
+            human_size(*size)
+        );
+    }
+    println!(
+        "{:<40} {:>10}",
+        format!("unreferenced ({} blobs)", usage.unreferenced_count),
+        human_size(usage.unreferenced)
+    );
+    println!("{:<40} {:>10}", "temporary files", human_size(usage.temp));
+    println!(
+        "{:<40} {:>10}",
+        format!("total ({} blobs)", usage.blob_count),
+        human_size(usage.total + usage.temp)
+    );
+    Ok(())
+}
+
+fn open(state: &Path) -> Result<ContentStore, Failure> {
+    ContentStore::open(state)
+        .with_context(|| format!("cannot open the store at {}", state.display()))
+        .map_err(Failure::User)
+}
+
+/// Parses `--keep-storage` sizes as Docker does (go-units `RAMInBytes`):
+/// `1024`, `512k`, `10MB`, `1.5GiB`; Docker compatibility: `KB`, `MB`, ...
+/// are binary multiples (1024), like Docker's.
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| {
+        anyhow!("invalid size {s:?}: expected a number with an optional unit, like 10GB")
+    })?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(anyhow!(
+                "invalid size {s:?}: unknown unit {other:?} (use B, KB, MB, GB or TB)"
+            ))
+        }
+    };
+    Ok((value * mult as f64) as u64)
+}
+
+/// Docker's `HumanSize`: decimal units, about four significant digits.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let digits = if value >= 100.0 {
+        format!("{value:.1}")
+    } else if value >= 10.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    };
+    let trimmed = digits.trim_end_matches('0').trim_end_matches('.');
+    format!("{trimmed}{}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("10GB").unwrap(), 10 << 30);
+        assert_eq!(parse_size("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_size("1.5MiB").unwrap(), 3 << 19);
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5XB").is_err());
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_234_567), "1.235MB");
+        assert_eq!(human_size(20_000_000_000), "20GB");
+    }
+}

@@ -1,0 +1,134 @@
+//! Layer compression: gzip (flate2 on the pure-Rust zlib-rs backend), zstd
+//! (libzstd through the `zstd` crate, single-threaded) or none.
+//!
+//! The compressed bytes, and so the layer's blob digest, depend on the
+//! encoder and its parameters: both are pinned here (encoder via Cargo.lock,
+//! parameters in these constants). Changing either changes every digest.
+
+use std::io::{self, Write};
+use std::str::FromStr;
+
+use flate2::write::GzEncoder;
+
+use super::LayerError;
+use crate::store::BlobWriter;
+
+/// Default gzip level: 6, zlib's and `gzip`'s default, as Docker/BuildKit use.
+pub const DEFAULT_GZIP_LEVEL: i32 = 6;
+/// Default zstd level: 3, zstd's default, as BuildKit uses.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// How a layer is compressed (`--compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+    Uncompressed,
+}
+
+impl Compression {
+    /// The OCI media type of a layer compressed this way.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+            Compression::Uncompressed => "application/vnd.oci.image.layer.v1.tar",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Uncompressed => "uncompressed",
+        }
+    }
+
+    /// Checks `level` (or picks the default) for this compression.
+    pub fn level(self, level: Option<i32>) -> Result<i32, LayerError> {
+        let (default, range) = match self {
+            Compression::Gzip => (DEFAULT_GZIP_LEVEL, 0..=9),
+            Compression::Zstd => (DEFAULT_ZSTD_LEVEL, 1..=22),
+            Compression::Uncompressed => (0, 0..=0),
+        };
+        match level {
+            None => Ok(default),
+            Some(l) if range.contains(&l) => Ok(l),
+            Some(l) => Err(LayerError::InvalidLevel {
+                compression: self.name(),
+                level: l,
+                min: *range.start(),
+                max: *range.end(),
+            }),
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = LayerError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            "uncompressed" => Ok(Compression::Uncompressed),
+            other => Err(LayerError::UnknownCompression(other.to_string())),
+        }
+    }
+}
+
+/// The compressor in front of the blob writer.
+pub(super) enum Encoder {
+    Gzip(GzEncoder<BlobWriter>),
+    Zstd(zstd::stream::write::Encoder<'static, BlobWriter>),
+    None(BlobWriter),
+}
+
+impl Encoder {
+    pub(super) fn new(
+        compression: Compression,
+        level: i32,
+        out: BlobWriter,
+    ) -> Result<Encoder, LayerError> {
+        Ok(match compression {
+            // GzEncoder writes mtime 0 and OS 255 ("unknown") in the gzip
+            // header, like Go's compress/gzip: no host-dependent bytes.
+            Compression::Gzip => Encoder::Gzip(GzEncoder::new(
+                out,
+                flate2::Compression::new(level.unsigned_abs()),
+            )),
+            Compression::Zstd => Encoder::Zstd(
+                zstd::stream::write::Encoder::new(out, level)
+                    .map_err(|source| LayerError::Compress { source })?,
+            ),
+            Compression::Uncompressed => Encoder::None(out),
+        })
+    }
+
+    pub(super) fn finish(self) -> io::Result<BlobWriter> {
+        match self {
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+            Encoder::None(w) => Ok(w),
+        }
+    }
+}
+
+impl Write for Encoder {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+            Encoder::None(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+            Encoder::None(w) => w.flush(),
+        }
+    }
+}

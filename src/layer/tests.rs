@@ -1,0 +1,306 @@
+//! Unit tests of the layer writer: written layers are read back with the
+//! `tar` crate (an independent reader) and GNU tar's format rules.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{symlink, PermissionsExt};
+
+use super::*;
+
+fn store() -> (tempfile::TempDir, ContentStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ContentStore::open(dir.path()).unwrap();
+    (dir, s)
+}
+
+/// (path, type byte, size, link name, mtime, uid, pax xattrs) of every entry.
+type Seen = (String, u8, u64, String, u64, u64, Vec<(String, Vec<u8>)>);
+
+fn read_entries(store: &ContentStore, layer: &Layer) -> Vec<Seen> {
+    let file = store.open_blob(&layer.digest).unwrap();
+    let reader: Box<dyn Read> = match layer.media_type.as_str() {
+        m if m.ends_with("gzip") => Box::new(flate2::read::GzDecoder::new(file)),
+        m if m.ends_with("zstd") => Box::new(zstd::stream::read::Decoder::new(file).unwrap()),
+        _ => Box::new(file),
+    };
+    let mut hashing = crate::digest::HashingReader::new(reader);
+    let mut out = Vec::new();
+    {
+        let mut archive = tar::Archive::new(&mut hashing);
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut xattrs = Vec::new();
+            if let Some(ext) = e.pax_extensions().unwrap() {
+                for r in ext {
+                    let r = r.unwrap();
+                    if let Some(k) = r.key().unwrap().strip_prefix("SCHILY.xattr.") {
+                        xattrs.push((k.to_string(), r.value_bytes().to_vec()));
+                    }
+                }
+            }
+            let h = e.header().clone();
+            assert!(h.username_bytes().unwrap_or_default().is_empty());
+            out.push((
+                String::from_utf8(e.path_bytes().into_owned()).unwrap(),
+                h.entry_type().as_byte(),
+                e.size(),
+                e.link_name_bytes()
+                    .map(|l| String::from_utf8(l.into_owned()).unwrap())
+                    .unwrap_or_default(),
+                h.mtime().unwrap(),
+                h.uid().unwrap(),
+                xattrs,
+            ));
+            std::io::copy(&mut e, &mut std::io::sink()).unwrap();
+        }
+    }
+    std::io::copy(&mut hashing, &mut std::io::sink()).unwrap();
+    let (_, diff_id, size) = hashing.finish();
+    assert_eq!(diff_id, layer.diff_id, "diff id is the uncompressed digest");
+    assert_eq!(size, layer.diff_size);
+    out
+}
+
+fn sample_tree(root: &Path) {
+    fs::create_dir_all(root.join("b/sub")).unwrap();
+    fs::write(root.join("a.txt"), b"hello").unwrap();
+    fs::write(root.join("b/sub/z"), vec![7u8; 1000]).unwrap();
+    fs::hard_link(root.join("a.txt"), root.join("b/link")).unwrap();
+    symlink("../a.txt", root.join("b/sym")).unwrap();
+    let long = "l".repeat(120);
+    fs::write(root.join(&long), b"long").unwrap();
+    fs::set_permissions(root.join("a.txt"), fs::Permissions::from_mode(0o4755)).unwrap();
+}
+
+#[test]
+fn tree_is_written_sorted_with_links_and_long_names() {
+    let (_d, s) = store();
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    let mut w = LayerWriter::new(&s, &LayerOptions::default()).unwrap();
+    w.append_tree(src.path(), &TreeOptions::default()).unwrap();
+    let layer = w.finish().unwrap();
+    assert_eq!(
+        layer.media_type,
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(s.size(&layer.digest).unwrap(), layer.size);
+    let seen = read_entries(&s, &layer);
+    let names: Vec<&str> = seen.iter().map(|e| e.0.as_str()).collect();
+    let long = "l".repeat(120);
+    assert_eq!(
+        names,
+        vec![
+            "a.txt",
+            "b/",
+            "b/link",
+            "b/sub/",
+            "b/sub/z",
+            "b/sym",
+            long.as_str()
+        ]
+    );
+    assert_eq!(seen[2].1, b'1');
+    assert_eq!(seen[2].3, "a.txt");
+    assert_eq!(seen[5].1, b'2');
+    assert_eq!(seen[5].3, "../a.txt");
+    assert_eq!(seen[4].2, 1000);
+}
+
+#[test]
+fn mtimes_are_clamped_to_source_date_epoch() {
+    let (_d, s) = store();
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("f"), b"x").unwrap();
+    let opts = LayerOptions {
+        source_date_epoch: Some(1_000_000),
+        ..LayerOptions::default()
+    };
+    let mut w = LayerWriter::new(&s, &opts).unwrap();
+    w.append_tree(src.path(), &TreeOptions::default()).unwrap();
+    let layer = w.finish().unwrap();
+    assert_eq!(read_entries(&s, &layer)[0].4, 1_000_000);
+}
+
+#[test]
+fn whiteouts_and_opaque_markers_follow_the_oci_names() {
+    let (_d, s) = store();
+    let mut w = LayerWriter::new(
+        &s,
+        &LayerOptions {
+            compression: Compression::Zstd,
+            ..LayerOptions::default()
+        },
+    )
+    .unwrap();
+    let dir = Entry {
+        path: "etc".into(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 5,
+        xattrs: BTreeMap::new(),
+    };
+    w.append(&dir, None).unwrap();
+    w.append_opaque(Path::new("etc")).unwrap();
+    w.append_whiteout(Path::new("etc/gone")).unwrap();
+    let layer = w.finish().unwrap();
+    assert!(layer.media_type.ends_with("+zstd"));
+    let names: Vec<String> = read_entries(&s, &layer).into_iter().map(|e| e.0).collect();
+    assert_eq!(names, vec!["etc/", "etc/.wh..wh..opq", "etc/.wh.gone"]);
+}
+
+#[test]
+fn out_of_order_and_unsafe_paths_are_refused() {
+    let (_d, s) = store();
+    let mut w = LayerWriter::new(&s, &LayerOptions::default()).unwrap();
+    let e = |p: &str| Entry {
+        path: p.into(),
+        kind: EntryKind::Fifo,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        xattrs: BTreeMap::new(),
+    };
+    w.append(&e("b"), None).unwrap();
+    assert!(matches!(
+        w.append(&e("a"), None),
+        Err(LayerError::OutOfOrder { .. })
+    ));
+    assert!(matches!(
+        w.append(&e("b"), None),
+        Err(LayerError::OutOfOrder { .. })
+    ));
+    for bad in ["/abs", "../up", "c/../d", "c//d", "c/."] {
+        assert!(
+            matches!(w.append(&e(bad), None), Err(LayerError::InvalidPath { .. })),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn entry_order_puts_parents_first_and_the_opaque_marker_before_siblings() {
+    let mut paths: Vec<PathBuf> = ["a-b", "a/b", "a", "a/.wh..wh..opq", "a/-", "a/.wh.x"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    paths.sort_by(|a, b| entry_order(a, b));
+    let got: Vec<_> = paths.iter().map(|p| p.to_str().unwrap()).collect();
+    assert_eq!(
+        got,
+        vec!["a", "a/.wh..wh..opq", "a/-", "a/.wh.x", "a/b", "a-b"]
+    );
+}
+
+#[test]
+fn a_short_file_is_reported_not_padded() {
+    let (_d, s) = store();
+    let mut w = LayerWriter::new(&s, &LayerOptions::default()).unwrap();
+    let entry = Entry {
+        path: "f".into(),
+        kind: EntryKind::File { size: 10 },
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        xattrs: BTreeMap::new(),
+    };
+    let mut short: &[u8] = b"abc";
+    assert!(matches!(
+        w.append(&entry, Some(&mut short)),
+        Err(LayerError::FileChanged {
+            expected: 10,
+            found: 3,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn xattrs_are_written_as_pax_records() {
+    let (_d, s) = store();
+    let src = tempfile::tempdir().unwrap();
+    let f = src.path().join("f");
+    fs::write(&f, b"x").unwrap();
+    rustix::fs::lsetxattr(&f, "user.imgb", b"v1", rustix::fs::XattrFlags::empty())
+        .expect("user xattrs on the temp file system");
+    let mut w = LayerWriter::new(&s, &LayerOptions::default()).unwrap();
+    w.append_tree(src.path(), &TreeOptions::default()).unwrap();
+    let layer = w.finish().unwrap();
+    let seen = read_entries(&s, &layer);
+    assert_eq!(seen[0].6, vec![("user.imgb".to_string(), b"v1".to_vec())]);
+}
+
+#[test]
+fn every_compression_gives_the_same_diff_id() {
+    let (_d, s) = store();
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    let mut layers = Vec::new();
+    for compression in [
+        Compression::Gzip,
+        Compression::Zstd,
+        Compression::Uncompressed,
+    ] {
+        let mut w = LayerWriter::new(
+            &s,
+            &LayerOptions {
+                compression,
+                ..LayerOptions::default()
+            },
+        )
+        .unwrap();
+        w.append_tree(src.path(), &TreeOptions::default()).unwrap();
+        layers.push(w.finish().unwrap());
+    }
+    assert_eq!(layers[0].diff_id, layers[1].diff_id);
+    assert_eq!(layers[0].diff_id, layers[2].diff_id);
+    assert_eq!(layers[2].digest, layers[2].diff_id);
+    assert_ne!(layers[0].digest, layers[1].digest);
+    assert!(matches!(
+        Compression::Gzip.level(Some(10)),
+        Err(LayerError::InvalidLevel { .. })
+    ));
+    assert_eq!(Compression::Zstd.level(None).unwrap(), DEFAULT_ZSTD_LEVEL);
+}
+
+#[test]
+fn overlay_upper_dirs_turn_into_whiteouts_and_opaque_dirs() {
+    let (_d, s) = store();
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path();
+    fs::create_dir(root.join("d")).unwrap();
+    rustix::fs::lsetxattr(
+        root.join("d"),
+        "user.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    fs::write(root.join("d/new"), b"n").unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("gone"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::empty(),
+        0,
+    )
+    .expect("mknod (tests run as root)");
+    let mut w = LayerWriter::new(&s, &LayerOptions::default()).unwrap();
+    w.append_tree(
+        root,
+        &TreeOptions {
+            overlay_upper: true,
+            ..TreeOptions::default()
+        },
+    )
+    .unwrap();
+    let layer = w.finish().unwrap();
+    let seen = read_entries(&s, &layer);
+    let names: Vec<&str> = seen.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, vec![".wh.gone", "d/", "d/.wh..wh..opq", "d/new"]);
+    assert!(seen[0].6.is_empty(), "overlay xattrs are not copied");
+}
