@@ -70,8 +70,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logout(args) => registry::logout(args),
         Command::Images => not_yet("images", 9),
         Command::Inspect(_) => not_yet("inspect", 9),
-        Command::Prune(args) => store::prune(&_state, &args),
-        Command::Du => store::du(&_state),
+        Command::Prune(args) => store::prune(&state, &args),
+        Command::Du => store::du(&state),
     }
 }
 

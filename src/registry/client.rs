@@ -13,13 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::OnceCell;
 
-use super::challenge::{parse_challenges, Challenge};
+use super::auth::AuthState;
 use super::credentials::{Credentials, DockerConfig};
 use super::reference::Reference;
 use super::retry::{jitter, parse_retry_after, Outcome, RetryPolicy};
@@ -160,21 +158,15 @@ impl Request {
     }
 }
 
-#[derive(Default)]
-struct AuthState {
-    challenge: Option<Challenge>,
-    tokens: HashMap<String, String>,
-}
-
 /// A connection to one registry.
 pub(super) struct Host {
     pub registry: String,
     api_host: String,
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     plain_http_allowed: bool,
     base: OnceCell<String>,
-    credentials: Option<Credentials>,
-    auth: Mutex<AuthState>,
+    pub(super) credentials: Option<Credentials>,
+    pub(super) auth: Mutex<AuthState>,
     pub retry: RetryPolicy,
 }
 
@@ -307,22 +299,12 @@ impl Host {
         }
     }
 
-    /// Verifies this host's credentials: `/v2/` must answer 200 with them
-    /// (basic) or the token endpoint must issue a token for them (bearer).
-    pub async fn check_login(&self) -> Result<(), RegistryError> {
-        let base = self.base().await?;
-        let challenge = self.lock_auth().challenge.clone();
-        match challenge {
-            Some(c) if c.is_bearer() => self.fetch_token(&c, &[]).await.map(|_| ()),
-            _ => {
-                let req = Request::new(Method::GET, format!("{base}/v2/"), Vec::new());
-                let resp = self.send(&req).await?;
-                self.expect(resp, &[200], "log in").await.map(|_| ())
-            }
-        }
-    }
-
-    fn retry_delay(&self, attempt: u32, outcome: Outcome, headers: &HeaderMap) -> Option<Duration> {
+    pub(super) fn retry_delay(
+        &self,
+        attempt: u32,
+        outcome: Outcome,
+        headers: &HeaderMap,
+    ) -> Option<Duration> {
         let hint = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
@@ -343,21 +325,6 @@ impl Host {
             registry: self.registry.clone(),
             reason,
         }
-    }
-
-    fn remember_challenge(&self, headers: &HeaderMap) -> Option<Challenge> {
-        let challenge = headers
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(parse_challenges)
-            .find(|c| c.is_bearer() || c.is_basic())?;
-        self.lock_auth().challenge = Some(challenge.clone());
-        Some(challenge)
-    }
-
-    fn lock_auth(&self) -> std::sync::MutexGuard<'_, AuthState> {
-        self.auth.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn url(&self, base: &str, target: &str) -> String {
@@ -438,113 +405,6 @@ impl Host {
         }
     }
 
-    /// The `Authorization` value for a request needing `scopes`, once the
-    /// registry has said how it authenticates.
-    async fn authorization(&self, scopes: &[String]) -> Result<Option<String>, RegistryError> {
-        let (challenge, cached) = {
-            let state = self.lock_auth();
-            let cached = state.tokens.get(&scope_key(scopes)).cloned();
-            (state.challenge.clone(), cached)
-        };
-        let Some(challenge) = challenge else {
-            return Ok(None);
-        };
-        if challenge.is_basic() {
-            return Ok(self.credentials.as_ref().map(basic_value));
-        }
-        if let Some(token) = cached {
-            return Ok(Some(format!("Bearer {token}")));
-        }
-        let token = self.fetch_token(&challenge, scopes).await?;
-        Ok(Some(format!("Bearer {token}")))
-    }
-
-    /// Gets a bearer token for `scopes` (plus the challenge's own scope) from
-    /// the challenge's realm, with credentials when there are any, and caches it.
-    async fn fetch_token(
-        &self,
-        challenge: &Challenge,
-        scopes: &[String],
-    ) -> Result<String, RegistryError> {
-        let denied = |message: String| RegistryError::Unauthorized {
-            registry: self.registry.clone(),
-            message,
-        };
-        let realm = challenge
-            .param("realm")
-            .ok_or_else(|| denied("bearer challenge without a realm".to_string()))?;
-        let mut all: Vec<String> = scopes.to_vec();
-        if let Some(s) = challenge.param("scope") {
-            for scope in s.split(' ') {
-                if !scope.is_empty() && !all.iter().any(|x| x == scope) {
-                    all.push(scope.to_string());
-                }
-            }
-        }
-        let mut query: Vec<(&str, &str)> = Vec::new();
-        if let Some(service) = challenge.param("service") {
-            query.push(("service", service));
-        }
-        for s in &all {
-            query.push(("scope", s));
-        }
-        if let Some(c) = &self.credentials {
-            query.push(("account", &c.username));
-        }
-        let mut attempt = 0;
-        let resp = loop {
-            let mut rb = self.http.get(realm).query(&query);
-            if let Some(c) = &self.credentials {
-                rb = rb.header(AUTHORIZATION, basic_value(c));
-            }
-            match rb.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if let Some(d) =
-                        self.retry_delay(attempt, Outcome::Status(status), resp.headers())
-                    {
-                        tokio::time::sleep(d).await;
-                        attempt += 1;
-                        continue;
-                    }
-                    break resp;
-                }
-                Err(e) => {
-                    match self.retry_delay(attempt, Outcome::ConnectionError, &HeaderMap::new()) {
-                        Some(d) => {
-                            tokio::time::sleep(d).await;
-                            attempt += 1;
-                        }
-                        None => return Err(self.transport_error(&e)),
-                    }
-                }
-            }
-        };
-        if !resp.status().is_success() {
-            let status = resp.status().as_u16();
-            let text = resp.text().await.unwrap_or_default();
-            return Err(denied(format!(
-                "token endpoint answered HTTP {status}: {}",
-                registry_message(&text)
-            )));
-        }
-        let body: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|e| denied(format!("token endpoint sent no JSON: {e}")))?;
-        let token = body
-            .get("token")
-            .or_else(|| body.get("access_token"))
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| denied("token endpoint sent no token".to_string()))?
-            .to_string();
-        self.lock_auth()
-            .tokens
-            .insert(scope_key(scopes), token.clone());
-        Ok(token)
-    }
-
     /// Turns a response that is not one of `expected` into an error carrying
     /// the registry's own message.
     pub async fn expect(
@@ -577,21 +437,6 @@ impl Host {
             message,
         })
     }
-}
-
-fn basic_value(c: &Credentials) -> String {
-    use base64::Engine as _;
-    let raw = format!("{}:{}", c.username, c.password());
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
-}
-
-fn scope_key(scopes: &[String]) -> String {
-    let mut s = scopes.to_vec();
-    s.sort();
-    s.join(" ")
 }
 
 /// The registry's error text, verbatim: `CODE: message` for each entry of a
@@ -667,18 +512,5 @@ mod tests {
         );
         assert_eq!(registry_message("  upstream down \n"), "upstream down");
         assert_eq!(registry_message(""), "(no message)");
-    }
-
-    #[test]
-    fn token_cache_keys_ignore_scope_order() {
-        let a = vec![
-            "repository:a:pull".to_string(),
-            "repository:b:pull,push".to_string(),
-        ];
-        let b = vec![
-            "repository:b:pull,push".to_string(),
-            "repository:a:pull".to_string(),
-        ];
-        assert_eq!(scope_key(&a), scope_key(&b));
     }
 }

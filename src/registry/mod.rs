@@ -8,6 +8,7 @@
 //! [`pull`] / [`resolve`] (bases for builds), [`push`] (an image or index in
 //! the store or an OCI layout), [`login`] (check credentials).
 
+mod auth;
 mod challenge;
 mod client;
 mod credentials;
