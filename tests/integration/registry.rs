@@ -13,7 +13,7 @@ use crate::world::{self, Flavour, Registry};
 
 mod fault_proxy;
 
-use fault_proxy::{Action, FaultProxy, Logged};
+use fault_proxy::{Action, FaultProxy, Logged, TokenServer};
 
 // ---------------------------------------------------------------- helpers
 
@@ -583,4 +583,66 @@ fn push_from_an_oci_archive_and_by_digest() {
     imgb.run(["push", &layout, &wrong])
         .exit_code(1)
         .stderr_has("digest");
+}
+
+/// The realm the token registry's challenge names.
+fn token_realm(registry: &Registry) -> String {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(&registry.addr).expect("connect");
+    write!(
+        conn,
+        "GET /v2/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        registry.addr
+    )
+    .expect("write");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("read");
+    let start = answer.find("realm=\"").expect("a bearer challenge") + "realm=\"".len();
+    let end = answer[start..].find('"').expect("closing quote") + start;
+    answer[start..end].to_string()
+}
+
+#[test]
+fn authenticated_bearer_tokens_use_the_stored_credentials() {
+    let registry = world::registry(Flavour::Token);
+    world::push_busybox(registry, "it/busybox");
+    let bb = world::busybox();
+    let tokens = TokenServer::start("robot", "t0ken-pass");
+    // The registry's challenge is pointed at a token endpoint that checks
+    // credentials (distribution's `silly` auth accepts any token).
+    let proxy = FaultProxy::start_rewriting(
+        &registry.addr,
+        Box::new(|_, _, _| Action::Forward),
+        Some((
+            token_realm(registry),
+            format!("http://{}/token", tokens.addr),
+        )),
+    );
+    let imgb = Imgb::new();
+    let target = Registry {
+        flavour: Flavour::Token,
+        addr: proxy.addr.clone(),
+        dir: registry.dir.clone(),
+    };
+    let wrong = login(&imgb, &target, "robot", "wrong-pass-77");
+    wrong
+        .exit_code(1)
+        .stderr_has("token endpoint answered HTTP 401");
+    assert!(!wrong.stderr.contains("wrong-pass-77"));
+    login(&imgb, &target, "robot", "t0ken-pass").success();
+
+    let pulled = imgb.run(["pull", &format!("{}/it/busybox:latest", proxy.addr)]);
+    pulled.success();
+    assert_eq!(pulled.stdout.trim(), bb.latest);
+    assert!(!pulled.stderr.contains("t0ken-pass"));
+    let log = tokens.log();
+    let pull_token = log
+        .iter()
+        .find(|(t, _)| t.contains("scope=repository%3Ait%2Fbusybox%3Apull"))
+        .unwrap_or_else(|| panic!("no token asked for the pull scope: {log:?}"));
+    assert!(
+        pull_token.1,
+        "token requested without the credentials: {log:?}"
+    );
+    assert!(pull_token.0.contains("service=imgb-test") && pull_token.0.contains("account=robot"));
 }

@@ -1,6 +1,7 @@
 //! A fault-injecting HTTP/1.1 proxy on 127.0.0.1 for the registry tests:
 //! drops connections, answers with error statuses, loses answers, corrupts
-//! bodies, and logs every request so tests can count what was sent.
+//! bodies, and logs every request so tests can count what was sent; and a
+//! bearer-token endpoint that checks credentials.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -45,6 +46,17 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub fn start(upstream: &str, rule: Box<Rule>) -> FaultProxy {
+        FaultProxy::start_rewriting(upstream, rule, None)
+    }
+
+    /// Like [`FaultProxy::start`], and replaces `from` by `to` in the
+    /// headers of every forwarded answer (to point a bearer challenge's
+    /// realm elsewhere).
+    pub fn start_rewriting(
+        upstream: &str,
+        rule: Box<Rule>,
+        rewrite: Option<(String, String)>,
+    ) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr").to_string();
@@ -60,7 +72,8 @@ impl FaultProxy {
                     Ok((conn, _)) => {
                         served += 1;
                         let (log, rule, upstream) = (log2.clone(), rule.clone(), upstream.clone());
-                        std::thread::spawn(move || serve(conn, &upstream, &*rule, &log));
+                        let rewrite = rewrite.clone();
+                        std::thread::spawn(move || serve(conn, &upstream, &*rule, &log, &rewrite));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -107,7 +120,13 @@ fn read_head(conn: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
     }
 }
 
-fn serve(mut conn: TcpStream, upstream: &str, rule: &Rule, log: &Mutex<Vec<Logged>>) {
+fn serve(
+    mut conn: TcpStream,
+    upstream: &str,
+    rule: &Rule,
+    log: &Mutex<Vec<Logged>>,
+    rewrite: &Option<(String, String)>,
+) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let Some((head, mut body)) = read_head(&mut conn) else {
         return;
@@ -184,6 +203,14 @@ fn serve(mut conn: TcpStream, upstream: &str, rule: &Rule, log: &Mutex<Vec<Logge
             }
             let mut response = Vec::new();
             let _ = up.read_to_end(&mut response);
+            if let Some((from, to)) = rewrite {
+                if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&response[..end]).replace(from, to);
+                    let mut rewritten = head.into_bytes();
+                    rewritten.extend_from_slice(&response[end..]);
+                    response = rewritten;
+                }
+            }
             match action {
                 Action::ForwardThenDrop => {
                     let _ = conn.shutdown(Shutdown::Both);
@@ -201,5 +228,72 @@ fn serve(mut conn: TcpStream, upstream: &str, rule: &Rule, log: &Mutex<Vec<Logge
             let _ = conn.write_all(&response);
             let _ = conn.shutdown(Shutdown::Write);
         }
+    }
+}
+
+/// A bearer-token endpoint on 127.0.0.1 that issues a token only for the
+/// right basic credentials, logging each request's target (path and query).
+pub struct TokenServer {
+    pub addr: String,
+    log: Arc<Mutex<Vec<(String, bool)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TokenServer {
+    pub fn start(user: &str, password: &str) -> TokenServer {
+        use base64::Engine as _;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind token server");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let expected = format!(
+            "basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+        .to_ascii_lowercase();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log2, stop2) = (log.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !stop2.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let Some((head, _)) = read_head(&mut conn) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let target = text.split(' ').nth(1).unwrap_or("").to_string();
+                let authorized = text
+                    .lines()
+                    .any(|l| l.to_ascii_lowercase().trim() == format!("authorization: {expected}"));
+                log2.lock().unwrap().push((target, authorized));
+                let (status, body) = if authorized {
+                    ("200 OK", r#"{"token":"issued-for-imgb","expires_in":300}"#)
+                } else {
+                    ("401 Unauthorized", r#"{"details":"bad credentials"}"#)
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        TokenServer { addr, log, stop }
+    }
+
+    /// (request target, whether it carried the right credentials)
+    pub fn log(&self) -> Vec<(String, bool)> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
