@@ -143,6 +143,12 @@ pub(super) async fn ensure_blob(
                     }
                     None => return Err(e),
                 }
+                // The failed attempt may have completed the upload (its
+                // final answer lost): then there is nothing left to send.
+                let resp = host.send(&head).await?;
+                if resp.status().as_u16() == 200 {
+                    return Ok(BlobOutcome::Uploaded);
+                }
             }
             Err(e) => return Err(e),
         }
@@ -152,8 +158,13 @@ pub(super) async fn ensure_blob(
 fn is_transient(e: &RegistryError) -> bool {
     match e {
         RegistryError::Transport { .. } => true,
-        RegistryError::Status { status, .. } => {
-            super::RetryPolicy::is_transient(Outcome::Status(*status)) || *status == 404
+        // A lost or invalidated upload session is worth starting over; a
+        // missing repository is not.
+        RegistryError::Status {
+            status, message, ..
+        } => {
+            super::RetryPolicy::is_transient(Outcome::Status(*status))
+                || (*status == 404 && message.contains("BLOB_UPLOAD"))
         }
         _ => false,
     }

@@ -349,8 +349,10 @@ fn pull_and_push_survive_dropped_connections_500_and_429() {
     // upload gets a 502 without reaching the registry (the upload resumes
     // at the registry's offset); one PATCH reaches the registry but its
     // answer is lost, which distribution cannot resume (its upload state
-    // token is stale then), so that upload starts over.
+    // token is stale then), so that upload starts over. The answer to one
+    // finishing PUT is lost too; a HEAD then shows the blob arrived.
     let lost_one = AtomicBool::new(false);
+    let lost_put = AtomicBool::new(false);
     let proxy = FaultProxy::start(
         &registry.addr,
         Box::new(move |method, path, n| match (method, n) {
@@ -360,6 +362,12 @@ fn pull_and_push_survive_dropped_connections_500_and_429() {
             ("POST", 0) => Action::Status(429),
             ("PUT", 0) if path.contains("/manifests/") => Action::Drop,
             ("PATCH", 3) if !lost_one.swap(true, Ordering::SeqCst) => Action::ForwardThenDrop,
+            // The answer to one finishing PUT is lost: the blob is there.
+            ("PUT", _)
+                if path.contains("/blobs/uploads/") && !lost_put.swap(true, Ordering::SeqCst) =>
+            {
+                Action::ForwardThenDrop
+            }
             ("PATCH", _) if n % 3 == 1 => Action::Status(502),
             _ => Action::Forward,
         }),
