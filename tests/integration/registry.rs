@@ -163,6 +163,24 @@ fn pull_and_push_round_trip(flavour: Flavour) {
         bb.latest
     );
 
+    // The Docker v2s2 image goes back up with its Docker media type intact.
+    let dest = format!("{addr}/it/pushed-{}:v2s2", flavour.name());
+    run(
+        &imgb,
+        registry,
+        &["push", &format!("{addr}/it/busybox:v2s2"), &dest],
+    )
+    .success();
+    let raw = registry.skopeo_raw_manifest(&format!("it/pushed-{}:v2s2", flavour.name()));
+    assert_eq!(
+        json(&raw)["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        format!("sha256:{}", world::sha256_hex(&raw)),
+        v2s2.stdout.trim()
+    );
+
     // Push the OCI layout's index (every platform) and read it back.
     let layout = format!("oci:{}:multi", bb.layout.display());
     let dest = format!("{addr}/it/layout-{}:multi", flavour.name());
@@ -498,6 +516,29 @@ fn pushing_again_sends_no_blob_bodies_and_known_blobs_are_mounted() {
     assert!(bodies.is_empty(), "blob requests on a re-push: {bodies:?}");
     assert!(log.iter().filter(|l| l.method == "HEAD").count() >= 2);
     assert_eq!(registry.skopeo_digest("it/mounted:latest"), bb.latest);
+}
+
+#[test]
+fn schema1_manifests_are_refused_with_a_clear_message() {
+    let registry = world::registry(Flavour::Plain);
+    world::push_busybox(registry, "it/busybox");
+    let proxy = FaultProxy::start(
+        &registry.addr,
+        Box::new(|method, path, _| {
+            if method == "GET" && path.contains("/manifests/") {
+                Action::Canned(
+                    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+                    r#"{"schemaVersion":1,"name":"it/busybox","tag":"latest","architecture":"amd64","fsLayers":[],"history":[]}"#,
+                )
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    let imgb = Imgb::new();
+    imgb.run(["pull", &format!("{}/it/busybox:latest", proxy.addr)])
+        .exit_code(1)
+        .stderr_has("schema 1 manifests are not supported");
 }
 
 #[test]

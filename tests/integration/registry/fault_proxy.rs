@@ -22,6 +22,8 @@ pub enum Action {
     Status(u16),
     /// Forward and flip a byte of the answer's body.
     Corrupt,
+    /// Answer 200 with this content type and body.
+    Canned(&'static str, &'static str),
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +187,13 @@ fn serve(
             let _ = write!(
                 conn,
                 "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 0\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        Action::Canned(content_type, body) => {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
         }
