@@ -205,15 +205,21 @@ impl Host {
                 }
             }
         }
+        let listed_insecure = opts
+            .insecure_registries
+            .iter()
+            .any(|h| h == &api_host || h == reference.registry());
+        if listed_insecure {
+            // Docker-compatibility quirk: `--insecure-registry` also means
+            // "do not verify its certificate". Loopback hosts, insecure by
+            // default for plain HTTP, still get their certificates checked.
+            builder = builder.danger_accept_invalid_certs(true);
+        }
         let http = builder.build().map_err(|e| RegistryError::Transport {
             registry: reference.registry().to_string(),
             reason: e.to_string(),
         })?;
-        let plain_http_allowed = is_loopback(&api_host)
-            || opts
-                .insecure_registries
-                .iter()
-                .any(|h| h == &api_host || h == reference.registry());
+        let plain_http_allowed = is_loopback(&api_host) || listed_insecure;
         Ok(Host {
             registry: reference.registry().to_string(),
             api_host,

@@ -14,6 +14,9 @@ use crate::digest::Sha256Digest;
 
 /// Repositories remembered per blob; older ones fall off.
 const MAX_PER_BLOB: usize = 8;
+/// Blobs remembered at all; past this, arbitrary entries are forgotten
+/// (a hint cache needs no fairness).
+const MAX_BLOBS: usize = 50_000;
 
 #[derive(Debug, Default)]
 pub struct BlobLocations {
@@ -47,6 +50,12 @@ impl BlobLocations {
         list.insert(0, entry);
         list.truncate(MAX_PER_BLOB);
         self.changed = true;
+        while self.map.len() > MAX_BLOBS {
+            let Some(victim) = self.map.keys().find(|k| *k != digest).copied() else {
+                break;
+            };
+            self.map.remove(&victim);
+        }
     }
 
     /// Another repository of `registry` known to hold `digest`.

@@ -221,6 +221,18 @@ fn tls_registry_is_refused_without_its_ca() {
     cmd.env("IMGB_CERTS_DIR", empty.path())
         .args(["pull", &format!("{}/it/busybox:latest", registry.addr)]);
     Run::of(cmd).exit_code(1).stderr_has("certificate");
+
+    // Listed as insecure, its certificate is not checked (as with Docker).
+    let mut cmd = imgb.cmd();
+    cmd.env("IMGB_CERTS_DIR", empty.path()).args([
+        "pull",
+        &format!("{}/it/busybox:latest", registry.addr),
+        "--insecure-registry",
+        &registry.addr,
+    ]);
+    let run = Run::of(cmd);
+    run.success();
+    assert_eq!(run.stdout.trim(), world::busybox().latest);
 }
 
 #[test]
