@@ -12,7 +12,8 @@ use anyhow::{anyhow, bail, Context as _};
 
 use crate::digest::Sha256Digest;
 use crate::registry::{
-    self, BlobSource, ClientOptions, Credentials, DockerConfig, Platform, Reference, RegistryClient,
+    self, BlobSource, ClientOptions, Credentials, DockerConfig, Event, Platform, Progress,
+    Reference, RegistryClient,
 };
 use crate::store::ContentStore;
 
@@ -54,7 +55,30 @@ pub fn client_options(state: &Path, flags: &RegistryFlags) -> ClientOptions {
         docker_config: docker_config_dir(env),
         blob_locations: Some(state.join("registry/blob-locations.json")),
         chunk_size: chunk_size(env),
+        progress: Some(Progress::new(show_event)),
         ..ClientOptions::default()
+    }
+}
+
+/// One stderr line per transfer event.
+fn show_event(event: &Event) {
+    match event {
+        Event::Fetched { digest, size } => eprintln!("{digest}: fetched ({size} bytes)"),
+        Event::AlreadyPresent { digest } => eprintln!("{digest}: already present"),
+        Event::Uploaded { digest, size } => eprintln!("{digest}: uploaded ({size} bytes)"),
+        Event::Mounted { digest, from } => eprintln!("{digest}: mounted from {from}"),
+        Event::ManifestPut { target } => eprintln!("{target}: manifest pushed"),
+        Event::Retrying {
+            registry,
+            what,
+            attempt,
+            reason,
+            delay,
+        } => eprintln!(
+            "{registry}: {what}: {reason}; retrying in {:.1}s (attempt {})",
+            delay.as_secs_f64(),
+            attempt + 1
+        ),
     }
 }
 

@@ -117,9 +117,12 @@ impl Host {
             match rb.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    if let Some(d) =
-                        self.retry_delay(attempt, Outcome::Status(status), resp.headers())
-                    {
+                    if let Some(d) = self.backoff(
+                        attempt,
+                        Outcome::Status(status),
+                        resp.headers(),
+                        "token request",
+                    ) {
                         tokio::time::sleep(d).await;
                         attempt += 1;
                         continue;
@@ -127,7 +130,12 @@ impl Host {
                     break resp;
                 }
                 Err(e) => {
-                    match self.retry_delay(attempt, Outcome::ConnectionError, &HeaderMap::new()) {
+                    match self.backoff(
+                        attempt,
+                        Outcome::ConnectionError,
+                        &HeaderMap::new(),
+                        "token request",
+                    ) {
                         Some(d) => {
                             tokio::time::sleep(d).await;
                             attempt += 1;

@@ -19,6 +19,7 @@ use tokio::sync::OnceCell;
 
 use super::auth::AuthState;
 use super::credentials::{Credentials, DockerConfig};
+use super::progress::{Event, Progress};
 use super::reference::Reference;
 use super::retry::{jitter, parse_retry_after, Outcome, RetryPolicy};
 use super::RegistryError;
@@ -40,6 +41,8 @@ pub struct ClientOptions {
     /// Where blob locations learned from pulls and pushes are remembered,
     /// for cross-repository mounts in later runs.
     pub blob_locations: Option<PathBuf>,
+    /// Receives transfer events (blob outcomes, retries).
+    pub progress: Option<Progress>,
 }
 
 impl Default for ClientOptions {
@@ -52,6 +55,7 @@ impl Default for ClientOptions {
             concurrency: 4,
             chunk_size: 8 << 20,
             blob_locations: None,
+            progress: None,
         }
     }
 }
@@ -168,6 +172,7 @@ pub(super) struct Host {
     pub(super) credentials: Option<Credentials>,
     pub(super) auth: Mutex<AuthState>,
     pub retry: RetryPolicy,
+    pub progress: Option<Progress>,
 }
 
 impl Host {
@@ -229,6 +234,7 @@ impl Host {
             credentials,
             auth: Mutex::new(AuthState::default()),
             retry: opts.retry,
+            progress: opts.progress.clone(),
         })
     }
 
@@ -266,7 +272,7 @@ impl Host {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     if let Some(delay) =
-                        self.retry_delay(attempt, Outcome::Status(status), resp.headers())
+                        self.backoff(attempt, Outcome::Status(status), resp.headers(), "/v2/")
                     {
                         tokio::time::sleep(delay).await;
                         attempt += 1;
@@ -291,9 +297,12 @@ impl Host {
                 }
                 Err(e) => {
                     if retry {
-                        if let Some(delay) =
-                            self.retry_delay(attempt, Outcome::ConnectionError, &HeaderMap::new())
-                        {
+                        if let Some(delay) = self.backoff(
+                            attempt,
+                            Outcome::ConnectionError,
+                            &HeaderMap::new(),
+                            "/v2/",
+                        ) {
                             tokio::time::sleep(delay).await;
                             attempt += 1;
                             continue;
@@ -305,17 +314,37 @@ impl Host {
         }
     }
 
-    pub(super) fn retry_delay(
+    /// The wait before trying `what` again after attempt `attempt` ended in
+    /// `outcome` (announced as a progress event), or `None` to give up.
+    pub(super) fn backoff(
         &self,
         attempt: u32,
         outcome: Outcome,
         headers: &HeaderMap,
+        what: &str,
     ) -> Option<Duration> {
         let hint = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        self.retry.next_delay(attempt, outcome, hint, jitter())
+        let delay = self.retry.next_delay(attempt, outcome, hint, jitter())?;
+        self.emit(&Event::Retrying {
+            registry: self.registry.clone(),
+            what: what.to_string(),
+            attempt: attempt + 1,
+            reason: match outcome {
+                Outcome::ConnectionError => "connection error".to_string(),
+                Outcome::Status(s) => format!("HTTP {s}"),
+            },
+            delay,
+        });
+        Some(delay)
+    }
+
+    pub(super) fn emit(&self, event: &Event) {
+        if let Some(p) = &self.progress {
+            p.emit(event);
+        }
     }
 
     pub fn transport_error(&self, e: &reqwest::Error) -> RegistryError {
@@ -376,10 +405,19 @@ impl Host {
             }
             match rb.send().await {
                 Err(e) => {
-                    let delay =
-                        self.retry_delay(attempt, Outcome::ConnectionError, &HeaderMap::new());
+                    let what = format!("{} {}", req.method, req.target);
+                    let delay = retry
+                        .then(|| {
+                            self.backoff(
+                                attempt,
+                                Outcome::ConnectionError,
+                                &HeaderMap::new(),
+                                &what,
+                            )
+                        })
+                        .flatten();
                     match delay {
-                        Some(d) if retry => {
+                        Some(d) => {
                             tokio::time::sleep(d).await;
                             attempt += 1;
                         }
@@ -397,10 +435,13 @@ impl Host {
                             continue;
                         }
                     }
-                    let delay =
-                        self.retry_delay(attempt, Outcome::Status(status.as_u16()), resp.headers());
+                    let what = format!("{} {}", req.method, req.target);
+                    let outcome = Outcome::Status(status.as_u16());
+                    let delay = retry
+                        .then(|| self.backoff(attempt, outcome, resp.headers(), &what))
+                        .flatten();
                     match delay {
-                        Some(d) if retry => {
+                        Some(d) => {
                             tokio::time::sleep(d).await;
                             attempt += 1;
                         }

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::Method;
 
 use crate::digest::Sha256Digest;
@@ -17,8 +17,9 @@ use super::client::{scope, Host, Request};
 use super::locations::BlobLocations;
 use super::manifest::{classify, MediaKind, MANIFEST_ACCEPT};
 use super::platform::{select_manifest, Platform};
+use super::progress::Event;
 use super::reference::Reference;
-use super::retry::{jitter, Outcome};
+use super::retry::Outcome;
 use super::{RegistryClient, RegistryError};
 
 /// Manifests and configs are small; anything bigger is refused unread.
@@ -122,6 +123,12 @@ pub async fn pull(
         .filter(|(d, _)| !store.has(d))
         .collect();
     stats.present = wanted.len() - missing.len();
+    for (digest, _) in wanted
+        .iter()
+        .filter(|(d, _)| !missing.iter().any(|(m, _)| m == d))
+    {
+        host.emit(&Event::AlreadyPresent { digest: *digest });
+    }
     let results: Vec<u64> = stream::iter(missing.into_iter().map(|(digest, size)| {
         let host = host.clone();
         let scopes = pull_scope.clone();
@@ -361,13 +368,16 @@ async fn fetch_blob(
     let mut attempt = 0;
     loop {
         match fetch_blob_once(host, store, reference, digest, size, scopes, &what).await {
-            Ok(n) => return Ok(n),
+            Ok(n) => {
+                host.emit(&Event::Fetched {
+                    digest: *digest,
+                    size: n,
+                });
+                return Ok(n);
+            }
             Err(Transfer::Fatal(e)) => return Err(e),
             Err(Transfer::Interrupted(e)) => {
-                match host
-                    .retry
-                    .next_delay(attempt, Outcome::ConnectionError, None, jitter())
-                {
+                match host.backoff(attempt, Outcome::ConnectionError, &HeaderMap::new(), &what) {
                     Some(d) => {
                         tokio::time::sleep(d).await;
                         attempt += 1;

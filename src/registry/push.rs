@@ -12,6 +12,7 @@ use crate::digest::Sha256Digest;
 use super::client::{scope, Host, Request};
 use super::locations::BlobLocations;
 use super::manifest::{classify, MediaKind};
+use super::progress::Event;
 use super::reference::Reference;
 use super::upload::{ensure_blob, BlobOutcome, BlobSource};
 use super::{RegistryClient, RegistryError};
@@ -170,6 +171,9 @@ async fn put_manifest(
         &format!("put manifest {}:{tag_or_digest}", dest.name()),
     )
     .await?;
+    host.emit(&Event::ManifestPut {
+        target: format!("{}:{tag_or_digest}", dest.name()),
+    });
     Ok(())
 }
 

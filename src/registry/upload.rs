@@ -9,15 +9,16 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, Response};
 
 use crate::digest::Sha256Digest;
 use crate::store::ContentStore;
 
 use super::client::{scope, Host, Request};
+use super::progress::Event;
 use super::reference::Reference;
-use super::retry::{jitter, Outcome};
+use super::retry::Outcome;
 use super::RegistryError;
 
 /// Where the bytes of a push come from.
@@ -91,6 +92,7 @@ pub(super) async fn ensure_blob(
     );
     let resp = host.send(&head).await?;
     if resp.status().as_u16() == 200 {
+        host.emit(&Event::AlreadyPresent { digest: *digest });
         return Ok(BlobOutcome::AlreadyThere);
     }
     host.expect(resp, &[404], &format!("check {what}")).await?;
@@ -106,7 +108,13 @@ pub(super) async fn ensure_blob(
         );
         let resp = host.send(&req).await?;
         match resp.status().as_u16() {
-            201 => return Ok(BlobOutcome::Mounted),
+            201 => {
+                host.emit(&Event::Mounted {
+                    digest: *digest,
+                    from: from.to_string(),
+                });
+                return Ok(BlobOutcome::Mounted);
+            }
             // The registry could not mount and opened an upload instead.
             202 => session = Some(location(host, &resp, &what)?),
             _ => {
@@ -131,12 +139,15 @@ pub(super) async fn ensure_blob(
         )
         .await;
         match result {
-            Ok(()) => return Ok(BlobOutcome::Uploaded),
+            Ok(()) => {
+                host.emit(&Event::Uploaded {
+                    digest: *digest,
+                    size,
+                });
+                return Ok(BlobOutcome::Uploaded);
+            }
             Err(e) if is_transient(&e) => {
-                match host
-                    .retry
-                    .next_delay(attempt, Outcome::ConnectionError, None, jitter())
-                {
+                match host.backoff(attempt, Outcome::ConnectionError, &HeaderMap::new(), &what) {
                     Some(d) => {
                         tokio::time::sleep(d).await;
                         attempt += 1;
@@ -147,6 +158,10 @@ pub(super) async fn ensure_blob(
                 // final answer lost): then there is nothing left to send.
                 let resp = host.send(&head).await?;
                 if resp.status().as_u16() == 200 {
+                    host.emit(&Event::Uploaded {
+                        digest: *digest,
+                        size,
+                    });
                     return Ok(BlobOutcome::Uploaded);
                 }
             }
@@ -279,8 +294,7 @@ async fn upload(
         };
         // Resume: ask the registry how much of the upload it holds.
         let delay = host
-            .retry
-            .next_delay(attempt, Outcome::ConnectionError, None, jitter())
+            .backoff(attempt, Outcome::ConnectionError, &HeaderMap::new(), what)
             .ok_or(failure)?;
         tokio::time::sleep(delay).await;
         attempt += 1;

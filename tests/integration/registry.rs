@@ -416,6 +416,8 @@ fn pull_and_push_survive_dropped_connections_500_and_429() {
         log.iter().any(|l| l.action == Action::Status(500)),
         "no 500 injected"
     );
+    pulled.stderr_has("HTTP 500; retrying in");
+    pulled.stderr_has("connection error; retrying in");
 
     // Small chunks: the busybox layer goes up in many PATCHes, some of whose
     // answers are lost, so the upload must resume from the registry's offset.
