@@ -9,8 +9,9 @@ use reqwest::header::{HeaderMap, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::Method;
 
 use super::challenge::{parse_challenges, Challenge};
-use super::client::{registry_message, Host, Request};
+use super::client::{Host, Request};
 use super::credentials::Credentials;
+use super::request::registry_message;
 use super::retry::Outcome;
 use super::RegistryError;
 

@@ -19,6 +19,7 @@ mod progress;
 mod pull;
 mod push;
 mod reference;
+mod request;
 mod retry;
 mod upload;
 
