@@ -201,6 +201,7 @@ fn serve(
             let Ok(mut up) = TcpStream::connect(upstream) else {
                 return;
             };
+            let _ = up.set_read_timeout(Some(Duration::from_secs(30)));
             let mut request = format!("{request_line}\r\n");
             for h in &headers {
                 request.push_str(h);
