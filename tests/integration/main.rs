@@ -11,4 +11,5 @@ mod build;
 mod cli;
 mod export;
 mod plan;
+mod registry;
 mod smoke;
