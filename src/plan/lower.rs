@@ -12,6 +12,7 @@ use crate::plan::graph::{resolve_from, stage_label, StageGraph};
 use crate::plan::step::*;
 use crate::plan::{PlanError, PlanOptions};
 
+mod docker;
 mod instr;
 
 /// What a stage leaves to the stages based on it.
