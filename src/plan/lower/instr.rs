@@ -6,10 +6,11 @@ use crate::dockerfile::{
 };
 use crate::image::Healthcheck;
 use crate::plan::args;
+use crate::plan::graph::FromKind;
 use crate::plan::lower::docker::{
     go_duration, go_q_list, go_v_list, is_single_heredoc, port_specs, run_history, valid_signal,
 };
-use crate::plan::lower::{copy_dest, normalize_workdir, track, Scope};
+use crate::plan::lower::{clean_path, copy_dest, normalize_workdir, track, Scope};
 use crate::plan::step::*;
 use crate::plan::PlanError;
 
@@ -246,15 +247,25 @@ pub(super) fn lower_instruction(
             };
             let mut mounts = Vec::new();
             for (m, raw_m) in r.mounts.iter().zip(&raw.mounts) {
-                let source_from = match &raw_m.from {
-                    Some(f) => Some(scope.from(f, line)?),
+                // The expanded value when the source uses variables.
+                let name = match (&raw_m.from, &m.from) {
+                    (Some(r), Some(e)) if r.contains('$') => Some(e.as_str()),
+                    (r, _) => r.as_deref(),
+                };
+                let source_from = match name {
+                    _ if m.kind == MountType::Tmpfs => None,
+                    Some(f) => Some(scope.from(f, line, FromKind::Mount)?),
                     None if m.kind == MountType::Bind => Some(CopyFrom::Context),
                     None => None,
                 };
-                mounts.push(RunMount {
-                    mount: m.clone(),
-                    source_from,
-                });
+                let mut mount = m.clone();
+                // BuildKit: a relative target is under the working directory.
+                if let Some(t) = &mount.target {
+                    if !t.starts_with('/') {
+                        mount.target = Some(clean_path(&format!("{}/{t}", scope.workdir())));
+                    }
+                }
+                mounts.push(RunMount { mount, source_from });
             }
             let cache_env = scope.vars.strings();
             let mut env = cache_env.clone();
@@ -379,7 +390,7 @@ fn lower_copy(
                 });
             }
             let from = match &raw.from {
-                Some(f) => scope.from(f, line)?,
+                Some(f) => scope.from(f, line, FromKind::Copy)?,
                 None => CopyFrom::Context,
             };
             Ok(CopyStep {
