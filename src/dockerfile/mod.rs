@@ -26,6 +26,8 @@ mod instruction;
 mod lexer;
 mod lines;
 mod mount;
+#[cfg(test)]
+mod robustness;
 mod typed;
 mod words;
 
