@@ -140,6 +140,12 @@ pub struct BuildArgs {
     /// Print only the image id.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Layer compression: gzip, zstd or uncompressed.
+    #[arg(long, value_name = "ALGORITHM", default_value = "gzip")]
+    pub compression: String,
+    /// Compression level (gzip 1-9, default 6; zstd 1-22, default 3).
+    #[arg(long = "compression-level", value_name = "N")]
+    pub compression_level: Option<i32>,
     /// Print the build plan instead of building.
     #[arg(long)]
     pub dry_run: bool,

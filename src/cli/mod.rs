@@ -7,8 +7,10 @@
 //! commands not available yet.
 
 pub mod args;
+pub mod build;
 pub mod parse;
 pub mod plan;
+pub mod progress;
 pub mod settings;
 pub mod store;
 
@@ -64,7 +66,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     })?;
     match cli.command {
         Command::Build(args) if args.dry_run => plan::dry_run(&args),
-        Command::Build(_) => not_yet("build", 7),
+        Command::Build(args) => build::run(&_state, &args),
         Command::Parse(args) => parse::run(&args),
         Command::Pull(_) => not_yet("pull", 6),
         Command::Push(_) => not_yet("push", 6),

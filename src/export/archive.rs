@@ -100,7 +100,12 @@ struct Tar {
 }
 
 impl Tar {
-    fn header(path: &str, kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
+    fn header(
+        path: &str,
+        kind: tar::EntryType,
+        size: u64,
+        mode: u32,
+    ) -> Result<tar::Header, ExportError> {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(kind);
         h.set_size(size);
@@ -109,20 +114,21 @@ impl Tar {
         h.set_gid(0);
         h.set_mtime(0);
         // Paths here are short and ASCII (at most "blobs/sha256/" + 64).
-        let _ = h.set_path(path);
+        h.set_path(path)
+            .map_err(ExportError::io("name archive entry", Path::new(path)))?;
         h.set_cksum();
-        h
+        Ok(h)
     }
 
     fn file(&mut self, path: &str, bytes: &[u8]) -> Result<(), ExportError> {
-        let h = Self::header(path, tar::EntryType::Regular, bytes.len() as u64, 0o644);
+        let h = Self::header(path, tar::EntryType::Regular, bytes.len() as u64, 0o644)?;
         self.out
             .append(&h, bytes)
             .map_err(ExportError::io("write archive entry", Path::new(path)))
     }
 
     fn dir(&mut self, path: &str) -> Result<(), ExportError> {
-        let h = Self::header(path, tar::EntryType::Directory, 0, 0o755);
+        let h = Self::header(path, tar::EntryType::Directory, 0, 0o755)?;
         self.out
             .append(&h, io::empty())
             .map_err(ExportError::io("write archive entry", Path::new(path)))
@@ -137,7 +143,7 @@ impl Tar {
         sorted.sort();
         for blob in &sorted {
             let path = format!("blobs/sha256/{}", blob.digest.hex());
-            let h = Self::header(&path, tar::EntryType::Regular, blob.size, 0o644);
+            let h = Self::header(&path, tar::EntryType::Regular, blob.size, 0o644)?;
             let mut reader = crate::digest::HashingReader::new(io::Read::take(
                 store.open_blob(&blob.digest)?,
                 blob.size,

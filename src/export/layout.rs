@@ -99,6 +99,9 @@ pub(super) fn write_layout_dir(
 ) -> Result<(), ExportError> {
     let blobs = image_blobs(store, manifest)?;
     fs::create_dir_all(dest).map_err(ExportError::io("create directory", dest))?;
+    // Serialise concurrent writers of this layout (flock on the directory).
+    let lock = File::open(dest).map_err(ExportError::io("open", dest))?;
+    lock.lock().map_err(ExportError::io("lock", dest))?;
     let layout_file = dest.join("oci-layout");
     let empty = fs::read_dir(dest)
         .map_err(ExportError::io("list", dest))?
@@ -109,17 +112,13 @@ pub(super) fn write_layout_dir(
             path: dest.to_path_buf(),
         });
     }
-    // Serialise concurrent writers of this layout.
-    let lock = File::open(dest).map_err(ExportError::io("open", dest))?;
-    lock.lock().map_err(ExportError::io("lock", dest))?;
-
+    if !layout_file.exists() {
+        write_atomic(&layout_file, OCI_LAYOUT)?;
+    }
     let blob_dir = dest.join("blobs/sha256");
     fs::create_dir_all(&blob_dir).map_err(ExportError::io("create directory", &blob_dir))?;
     for blob in &blobs {
         copy_blob(store, blob, &blob_dir)?;
-    }
-    if !layout_file.exists() {
-        write_atomic(&layout_file, OCI_LAYOUT)?;
     }
     let index_path = dest.join("index.json");
     let existing = match fs::read(&index_path) {

@@ -7,6 +7,8 @@
 mod harness;
 mod world;
 
+mod build;
 mod cli;
+mod export;
 mod plan;
 mod smoke;
