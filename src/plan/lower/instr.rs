@@ -65,6 +65,9 @@ pub(super) fn lower_instruction(
                     // predefined platform ARGs).
                     scope.global.get(name)
                 };
+                // Docker quirk: BuildKit adds the ARG to the RUN environment
+                // over an ENV of the same name set before it (not to the
+                // image config); an ENV after the ARG wins in turn.
                 if let Some(v) = &value {
                     scope.vars.set(name, v);
                 }
