@@ -119,6 +119,10 @@ fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
 /// Whether the heredoc phase applies: RUN, COPY, ADD (or ONBUILD of one of
 /// them) in shell form.
 fn can_have_heredoc(text: &str) -> bool {
+    // Cheap test first: most lines have no `<<` at all.
+    if !text.contains("<<") {
+        return false;
+    }
     let (cmd, _, rest) = words::split_command(text);
     match Keyword::parse(&cmd) {
         Some(Keyword::Run | Keyword::Copy | Keyword::Add) => {
