@@ -8,6 +8,7 @@ mod harness;
 mod world;
 
 mod build;
+mod build_registry;
 mod cli;
 mod export;
 mod plan;
