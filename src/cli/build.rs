@@ -66,16 +66,19 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
     let graph =
         plan::outline(&parsed, &opts).map_err(|e| plan_failure(&dockerfile_name, &text, &e))?;
 
-    if args.dry_run {
-        return Err(Failure::Usage(anyhow!(
-            "--dry-run is not available in this build of imgb"
-        )));
-    }
-
     let store = ContentStore::open(state)
         .with_context(|| format!("opening the state directory {}", state.display()))
         .map_err(Failure::Usage)?;
-    let bases = resolve_bases(&graph)?;
+    let client = crate::registry::RegistryClient::new(super::registry::client_options(
+        state,
+        &args.registry,
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(anyhow!("cannot start the async runtime: {e}")))?;
+    let bases = resolve_bases(&graph, &client, &store, &runtime, &printer)?;
     let base_configs: BTreeMap<String, crate::image::ImageConfig> = bases
         .iter()
         .map(|(k, v)| (k.clone(), v.config.clone()))
@@ -113,8 +116,9 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
         &canonical_json(&output.config).map_err(|e| Failure::Usage(anyhow!("{e}")))?,
     );
     for tag in &args.tags {
+        let name = normalise_tag(tag)?;
         store
-            .set_ref(&normalise_tag(tag), &manifest.digest)
+            .set_ref(&name, &manifest.digest)
             .map_err(|e| Failure::User(anyhow!("tagging {tag}: {e}")))?;
     }
     let mut targets = Vec::new();
@@ -125,11 +129,38 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
         targets.push(ExportTarget::Registry { names: Vec::new() });
     }
     for target in &targets {
-        if let ExportTarget::Registry { .. } = target {
-            return Err(Failure::Usage(anyhow!(
-                "pushing (--push, --output type=registry) is not available in this build of imgb; the image is in the store as {}",
-                manifest.digest
-            )));
+        if let ExportTarget::Registry {
+            names: target_names,
+        } = target
+        {
+            let push_names: Vec<String> = if target_names.is_empty() {
+                args.tags.clone()
+            } else {
+                target_names.clone()
+            };
+            if push_names.is_empty() {
+                return Err(Failure::Usage(anyhow!(
+                    "--push needs a name: add -t REGISTRY/REPO:TAG"
+                )));
+            }
+            for name in push_names {
+                let dest = crate::registry::Reference::parse(&name)
+                    .map_err(|e| Failure::Usage(anyhow!("invalid tag {name:?}: {e}")))?;
+                let source = crate::registry::BlobSource::Store(store.clone());
+                let stats = runtime
+                    .block_on(crate::registry::push(
+                        &client,
+                        &source,
+                        &manifest.digest,
+                        &dest,
+                    ))
+                    .map_err(|e| Failure::User(anyhow!("pushing {name}: {e}")))?;
+                printer.line(&format!(
+                    "pushed {dest}: {} blob(s) uploaded, {} mounted, {} already there",
+                    stats.uploaded, stats.mounted, stats.present
+                ));
+            }
+            continue;
         }
         export::export(&store, &manifest, &args.tags, target)
             .map_err(|e| Failure::User(anyhow!("{e}")))?;
@@ -204,33 +235,60 @@ fn plan_options(args: &BuildArgs) -> Result<PlanOptions, Failure> {
     })
 }
 
-/// Base images must be in the store before the engine starts.
-fn resolve_bases(graph: &plan::StageGraph) -> Result<BTreeMap<String, ResolvedImage>, Failure> {
-    let needed: Vec<&str> = graph
-        .stages
-        .iter()
-        .filter_map(|s| match &s.base {
-            Base::Image { reference } => Some(reference.as_str()),
-            _ => None,
-        })
-        .chain(graph.images.iter().map(|i| i.reference.as_str()))
-        .collect();
-    if let Some(first) = needed.first() {
-        return Err(Failure::User(anyhow!(
-            "pulling base image {first:?} is not available in this build of imgb; only FROM scratch and stages work"
-        )));
+/// Base images must be in the store before the engine starts: FROM images
+/// and `COPY --from`/`RUN --mount=from=` images, each for its platform.
+fn resolve_bases(
+    graph: &plan::StageGraph,
+    client: &crate::registry::RegistryClient,
+    store: &ContentStore,
+    runtime: &tokio::runtime::Runtime,
+    printer: &Printer,
+) -> Result<BTreeMap<String, ResolvedImage>, Failure> {
+    let mut wanted: BTreeMap<String, Platform> = BTreeMap::new();
+    for image in &graph.images {
+        wanted
+            .entry(image.reference.clone())
+            .or_insert_with(|| image.platform.clone());
     }
-    Ok(BTreeMap::new())
+    for stage in &graph.stages {
+        if let Base::Image { reference } = &stage.base {
+            wanted
+                .entry(reference.clone())
+                .or_insert_with(|| stage.platform.clone());
+        }
+    }
+    let mut bases = BTreeMap::new();
+    for (reference, platform) in wanted {
+        let registry_platform = crate::registry::Platform::parse(&platform.to_string())
+            .map_err(|e| Failure::Usage(anyhow!("{e}")))?;
+        printer.line(&format!("resolving {reference} for {platform}"));
+        let image = runtime
+            .block_on(crate::registry::resolve(
+                client,
+                store,
+                &reference,
+                &registry_platform,
+            ))
+            .map_err(|e| Failure::User(anyhow!("pulling base image {reference:?}: {e}")))?;
+        bases.insert(
+            reference.clone(),
+            ResolvedImage {
+                reference,
+                manifest_digest: image.manifest_digest,
+                config: image.config,
+                layers: image.manifest.layers.clone(),
+            },
+        );
+    }
+    Ok(bases)
 }
 
-/// `name` with `:latest` when it has no tag or digest.
-fn normalise_tag(tag: &str) -> String {
-    let last = tag.rsplit('/').next().unwrap_or(tag);
-    if tag.contains('@') || last.contains(':') {
-        tag.to_string()
-    } else {
-        format!("{tag}:latest")
-    }
+/// The store name of a `-t` tag: Docker's normalised reference
+/// (`app` -> `docker.io/library/app:latest`), as `imgb pull` records names.
+fn normalise_tag(tag: &str) -> Result<String, Failure> {
+    crate::registry::Reference::parse(tag)
+        .map(|r| r.to_string())
+        .map_err(|e| Failure::Usage(anyhow!("invalid tag {tag:?}: {e}")))
 }
 
 fn metadata(

@@ -153,3 +153,38 @@ pub fn dry_run(args: &BuildArgs) -> Result<(), Failure> {
     print!("{out}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_args_and_labels_parse() {
+        let args = parse_build_args(&["A=1".into(), "B=x=y".into(), "C=".into()])
+            .unwrap_or_else(|_| panic!("valid build args"));
+        assert_eq!(args.get("B").map(String::as_str), Some("x=y"));
+        assert_eq!(args.get("C").map(String::as_str), Some(""));
+        assert!(parse_build_args(&["=1".into()]).is_err());
+        let labels =
+            parse_labels(&["k=v".into(), "flag".into()]).unwrap_or_else(|_| panic!("valid labels"));
+        assert_eq!(labels.get("flag").map(String::as_str), Some(""));
+        assert!(parse_labels(&["=v".into()]).is_err());
+    }
+
+    #[test]
+    fn plan_errors_show_the_line() {
+        let text = "FROM busybox AS a\nCOPY --from=9 /x /x\n";
+        let df = dockerfile::parse(text).expect("parses");
+        let opts = PlanOptions::new(Platform::linux_amd64());
+        let err = plan::outline(&df, &opts).expect_err("bad index");
+        let Failure::User(e) = plan_failure("Dockerfile", text, err) else {
+            panic!("a user error")
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("Dockerfile: line 2: invalid stage index 9"),
+            "{msg}"
+        );
+        assert!(msg.contains("   2 | COPY --from=9 /x /x"), "{msg}");
+    }
+}

@@ -336,7 +336,10 @@ impl Build<'_> {
             }
             StepKind::Config(change) => {
                 apply(&mut state.config, change);
-                state.config.push_empty_layer(self.history(step, self.metadata_time(state)));
+                // BuildKit records no history for ONBUILD.
+                if step.records_history() {
+                    state.config.push_empty_layer(self.history(step, self.metadata_time(state)));
+                }
                 Ok(false)
             }
             StepKind::Copy(copy) => self.copy(stage, step, state, copy, no_cache),

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::dockerfile::{Dockerfile, Instruction, Lexer, Span, Stage};
+use crate::dockerfile::{Dockerfile, Instruction, Lexer, MountType, Span, Stage};
 use crate::plan::args::{self, Vars};
 use crate::plan::{Base, CopyFrom, PlanError, PlanOptions, Platform};
 
@@ -71,7 +71,15 @@ pub(crate) fn resolve_from(
     line: usize,
     stages: &[Stage<'_>],
     escape: char,
+    kind: FromKind,
 ) -> Result<CopyFrom, PlanError> {
+    if kind == FromKind::Mount {
+        // BuildKit's detectRunMount: a stage name, else an image; no
+        // indexes, and the value may use variables (expanded by the caller).
+        return Ok(find_stage(stages, raw)
+            .map(CopyFrom::Stage)
+            .unwrap_or_else(|| CopyFrom::Image(raw.to_string())));
+    }
     let unset = |_: &str| None;
     let plain = Lexer::new(escape)
         .expand_word(raw, &unset)
@@ -91,20 +99,45 @@ pub(crate) fn resolve_from(
         }
         return Ok(CopyFrom::Stage(index));
     }
-    match stages
-        .iter()
-        .find(|s| s.name().is_some_and(|n| n.eq_ignore_ascii_case(raw)))
-    {
-        Some(s) => Ok(CopyFrom::Stage(s.index)),
-        None => Ok(CopyFrom::Image(raw.to_string())),
-    }
+    Ok(find_stage(stages, raw)
+        .map(CopyFrom::Stage)
+        .unwrap_or_else(|| CopyFrom::Image(raw.to_string())))
 }
 
-/// The `--from` values an instruction names, with the line to blame.
-pub(crate) fn from_refs(inst: &Instruction) -> Vec<&str> {
+/// The stage called `name` (any position, case-insensitive).
+fn find_stage(stages: &[Stage<'_>], name: &str) -> Option<usize> {
+    stages
+        .iter()
+        .find(|s| s.name().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+        .map(|s| s.index)
+}
+
+/// Which flag names the source: `COPY --from` or `RUN --mount=from=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FromKind {
+    Copy,
+    Mount,
+}
+
+/// The `--from` values an instruction names. Mount sources that use
+/// variables are resolved only when lowering (their values depend on the
+/// stage's ARGs), and tmpfs mounts have no source.
+pub(crate) fn from_refs(inst: &Instruction) -> Vec<(&str, FromKind)> {
     match inst {
-        Instruction::Copy(c) => c.from.as_deref().into_iter().collect(),
-        Instruction::Run(r) => r.mounts.iter().filter_map(|m| m.from.as_deref()).collect(),
+        Instruction::Copy(c) => c
+            .from
+            .as_deref()
+            .map(|f| (f, FromKind::Copy))
+            .into_iter()
+            .collect(),
+        Instruction::Run(r) => r
+            .mounts
+            .iter()
+            .filter(|m| m.kind != MountType::Tmpfs)
+            .filter_map(|m| m.from.as_deref())
+            .filter(|f| !f.contains('$'))
+            .map(|f| (f, FromKind::Mount))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -250,8 +283,8 @@ pub fn outline(df: &Dockerfile, opts: &PlanOptions) -> Result<StageGraph, PlanEr
             } else {
                 inst.span().start_line
             };
-            for raw in from_refs(inst) {
-                match resolve_from(raw, line, stages, df.escape())? {
+            for (raw, kind) in from_refs(inst) {
+                match resolve_from(raw, line, stages, df.escape(), kind)? {
                     CopyFrom::Stage(dep) => edges[stage.index].push((dep, line, true)),
                     CopyFrom::Image(r) => images[stage.index].push(r),
                     CopyFrom::Context => {}

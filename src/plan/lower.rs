@@ -8,10 +8,11 @@ use crate::dockerfile::{self, Dockerfile, Instruction, Lexer, Stage};
 use crate::image::ImageConfig;
 use crate::plan::args::{self, Vars};
 use crate::plan::config::{add_env, apply, DEFAULT_PATH};
-use crate::plan::graph::{resolve_from, stage_label, StageGraph};
+use crate::plan::graph::{resolve_from, stage_label, FromKind, StageGraph};
 use crate::plan::step::*;
 use crate::plan::{PlanError, PlanOptions};
 
+mod docker;
 mod instr;
 
 /// What a stage leaves to the stages based on it.
@@ -73,8 +74,8 @@ impl Scope<'_> {
     }
 
     /// Resolves `--from`, checking a stage is built before this one.
-    pub fn from(&self, raw: &str, line: usize) -> Result<CopyFrom, PlanError> {
-        let from = resolve_from(raw, line, self.stages, self.escape)?;
+    pub fn from(&self, raw: &str, line: usize, kind: FromKind) -> Result<CopyFrom, PlanError> {
+        let from = resolve_from(raw, line, self.stages, self.escape, kind)?;
         if let CopyFrom::Stage(id) = from {
             if !self.done.contains(&id) {
                 return Err(PlanError::LaterStage {
