@@ -98,6 +98,8 @@ pub enum ExpandError {
     MissingBrace { word: String },
     #[error("failed to process {word:?}: syntax error: missing '/' in ${{}}")]
     MissingSlash { word: String },
+    #[error("failed to process {word:?}: substitutions nested too deeply")]
+    TooDeep { word: String },
     #[error("failed to process {word:?}: syntax error: bad substitution")]
     BadSubstitution { word: String },
     #[error("failed to process {word:?}: unsupported modifier ({modifier}) in substitution")]
