@@ -472,14 +472,23 @@ impl Build<'_> {
         if user.is_empty() || user == "root" || user == "0" {
             return Ok(None);
         }
-        let lower = state.lower(self.store)?;
-        let passwd = lower
-            .read_file(self.store, "/etc/passwd")?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
-        let group = lower
-            .read_file(self.store, "/etc/group")?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let (passwd, group) = self.account_files(state)?;
         Ok(resolve_chown(&user, passwd.as_deref(), group.as_deref()).ok())
+    }
+
+    /// The stage's `/etc/passwd` and `/etc/group`, for names in `--chown`
+    /// and USER.
+    fn account_files(
+        &self,
+        state: &mut StageState,
+    ) -> Result<(Option<String>, Option<String>), EngineError> {
+        let lower = state.lower(self.store)?;
+        let read = |path| -> Result<Option<String>, EngineError> {
+            Ok(lower
+                .read_file(self.store, path)?
+                .map(|b| String::from_utf8_lossy(&b).into_owned()))
+        };
+        Ok((read("/etc/passwd")?, read("/etc/group")?))
     }
 
     fn copy(
@@ -595,13 +604,7 @@ impl Build<'_> {
         }
         let owner = match &c.chown {
             Some(spec) => {
-                let lower = state.lower(self.store)?;
-                let passwd = lower
-                    .read_file(self.store, "/etc/passwd")?
-                    .map(|b| String::from_utf8_lossy(&b).into_owned());
-                let group = lower
-                    .read_file(self.store, "/etc/group")?
-                    .map(|b| String::from_utf8_lossy(&b).into_owned());
+                let (passwd, group) = self.account_files(state)?;
                 Some(resolve_chown(spec, passwd.as_deref(), group.as_deref())?)
             }
             None => None,
