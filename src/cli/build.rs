@@ -191,7 +191,6 @@ fn read_dockerfile(path: Option<&Path>, name: &str) -> Result<String, Failure> {
         .map_err(|e| Failure::User(anyhow!("{name}: the Dockerfile is not valid UTF-8 ({e})")))
 }
 
-
 /// Base images must be in the store before the engine starts: FROM images
 /// and `COPY --from`/`RUN --mount=from=` images, each for its platform.
 fn resolve_bases(
@@ -298,7 +297,6 @@ fn snippet(file: &str, text: &str, span: Span, message: &str, hint: Option<&str>
     }
     out
 }
-
 
 fn step_failure(file: &str, text: &str, plan: &plan::BuildPlan, failure: StepFailure) -> Failure {
     let step = plan
