@@ -11,6 +11,7 @@ mod build;
 mod build_registry;
 mod cli;
 mod export;
+mod parse;
 mod plan;
 mod registry;
 mod smoke;
