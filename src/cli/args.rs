@@ -15,6 +15,8 @@ Examples:
 Environment:
   IMGB_HOME      state directory (default: $XDG_DATA_HOME/imgb or ~/.local/share/imgb)
   DOCKER_CONFIG  where registry credentials are read (default: ~/.docker)
+  IMGB_CERTS_DIR per-registry CA certificates, HOST:PORT/*.crt (default: /etc/docker/certs.d)
+  IMGB_REGISTRY_CHUNK_SIZE  upload chunk size in bytes (default: 8388608)
   NO_COLOR       disables colour";
 
 /// imgb: a daemonless container image builder.
@@ -140,9 +142,17 @@ pub struct BuildArgs {
     /// Print only the image id.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Layer compression: gzip, zstd or uncompressed.
+    #[arg(long, value_name = "ALGORITHM", default_value = "gzip")]
+    pub compression: String,
+    /// Compression level (gzip 1-9, default 6; zstd 1-22, default 3).
+    #[arg(long = "compression-level", value_name = "N")]
+    pub compression_level: Option<i32>,
     /// Print the build plan instead of building.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
     /// Format of --dry-run output: text, json, dot.
     #[arg(long, value_name = "FORMAT", default_value = "text")]
     pub format: String,
@@ -170,14 +180,27 @@ pub struct PullArgs {
     /// Platform to pick from a multi-platform image (`os/arch[/variant]`).
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 }
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// What to push: an image in the store, `oci:DIR[:TAG]` or `oci-archive:FILE`.
+    /// What to push: an image in the store, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`.
     pub source: String,
     /// Where to push it (default: SOURCE's own name).
     pub destination: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+/// Flags shared by the commands that talk to registries.
+#[derive(Debug, Args, Default, Clone)]
+pub struct RegistryFlags {
+    /// Allow plain HTTP for this registry (`HOST[:PORT]`); repeatable.
+    /// Loopback registries (localhost, 127.0.0.0/8, ::1) are always allowed.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +213,8 @@ pub struct LoginArgs {
     /// Read the password from stdin.
     #[arg(long)]
     pub password_stdin: bool,
+    #[command(flatten)]
+    pub flags: RegistryFlags,
 }
 
 #[derive(Debug, Args)]

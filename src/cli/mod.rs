@@ -7,6 +7,11 @@
 //! commands not available yet.
 
 pub mod args;
+pub mod build;
+pub mod parse;
+pub mod plan;
+pub mod progress;
+pub mod registry;
 pub mod settings;
 pub mod store;
 
@@ -55,22 +60,23 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let state = settings::state_dir(cli.root.as_deref(), |k| std::env::var(k).ok());
-    let _state = state.ok_or_else(|| {
+    let state = state.ok_or_else(|| {
         Failure::Usage(anyhow::anyhow!(
             "cannot find a state directory: set IMGB_HOME or HOME, or pass --root"
         ))
     })?;
     match cli.command {
-        Command::Build(_) => not_yet("build", 7),
-        Command::Parse(_) => not_yet("parse", 3),
-        Command::Pull(_) => not_yet("pull", 6),
-        Command::Push(_) => not_yet("push", 6),
-        Command::Login(_) => not_yet("login", 6),
-        Command::Logout(_) => not_yet("logout", 6),
+        Command::Build(args) if args.dry_run => plan::dry_run(&args),
+        Command::Build(args) => build::run(&state, &args),
+        Command::Parse(args) => parse::run(&args),
+        Command::Pull(args) => registry::pull(&state, args),
+        Command::Push(args) => registry::push(&state, args),
+        Command::Login(args) => registry::login(&state, args),
+        Command::Logout(args) => registry::logout(args),
         Command::Images => not_yet("images", 9),
         Command::Inspect(_) => not_yet("inspect", 9),
-        Command::Prune(args) => store::prune(&_state, &args),
-        Command::Du => store::du(&_state),
+        Command::Prune(args) => store::prune(&state, &args),
+        Command::Du => store::du(&state),
     }
 }
 

@@ -75,6 +75,10 @@ pub struct Entry {
     /// Permission bits (including setuid/setgid/sticky).
     pub mode: u32,
     pub size: u64,
+    /// Owner on disk: used when copying from a stage or image (a context's
+    /// files are always copied as 0:0).
+    pub uid: u32,
+    pub gid: u32,
     /// File identity, for the content-hash index only (never in a key).
     pub stat: FileStat,
 }
@@ -161,6 +165,17 @@ impl BuildContext {
                 Err(e) => return Err(io(&candidate)(e)),
             }
         }
+        Ok(BuildContext {
+            root,
+            ignore: DockerIgnore::empty(),
+            ignore_file: None,
+        })
+    }
+
+    /// A directory with no ignore rules: a stage's or image's unpacked
+    /// filesystem that COPY --from selects from.
+    pub fn without_ignore(root: &Path) -> Result<Self, ContextError> {
+        let root = fs::canonicalize(root).map_err(io(root))?;
         Ok(BuildContext {
             root,
             ignore: DockerIgnore::empty(),
@@ -301,6 +316,8 @@ impl BuildContext {
                 kind: EntryKind::Dir,
                 mode: meta.permissions().mode() & 0o7777,
                 size: 0,
+                uid: meta.uid(),
+                gid: meta.gid(),
                 stat: FileStat::of(&meta),
             });
             self.walk(&abs, &resolved, "", &mut entries)?;
@@ -323,6 +340,8 @@ impl BuildContext {
                 kind: EntryKind::File,
                 mode: meta.permissions().mode() & 0o7777,
                 size: meta.size(),
+                uid: meta.uid(),
+                gid: meta.gid(),
                 stat: FileStat::of(&meta),
             };
             Ok(Some(Selection {
@@ -459,6 +478,8 @@ impl BuildContext {
             kind,
             mode: meta.permissions().mode() & 0o7777,
             size,
+            uid: meta.uid(),
+            gid: meta.gid(),
             stat: FileStat::of(meta),
         }
     }

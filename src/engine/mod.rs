@@ -1,8 +1,74 @@
-//! The build engine: executes a `BuildPlan` (stage DAG on a bounded worker
-//! pool, cache lookups, snapshots, COPY/ADD, RUN through an `Executor`) and
-//! commits layers.
+//! The build engine: executes a `BuildPlan` (stage by stage, cache lookups,
+//! COPY/ADD, metadata) and commits layers.
 //!
 //! Uses `plan`, `cache`, `context`, `layer`, `store`, `image`; touches the file
-//! system and runs processes.
+//! system and runs processes. It never touches the network: every base image
+//! is in the content store before execution starts.
 
+pub mod copy;
+pub mod lowerfs;
 pub mod owner;
+pub mod time;
+
+mod stage;
+
+pub use stage::{build, BuildOutput, EngineOptions, Event, Reporter, ResolvedImage, StepStatus};
+
+use std::path::PathBuf;
+
+use crate::cache::CacheError;
+use crate::context::ContextError;
+use crate::digest::Sha256Digest;
+use crate::layer::LayerError;
+use crate::store::StoreError;
+
+/// What can make a build fail.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Owner(#[from] owner::OwnerError),
+    #[error("reading layer {digest}: {source}")]
+    LayerRead {
+        digest: Sha256Digest,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{message}")]
+    Step { message: String },
+    #[error("base image {reference:?} was not resolved before the build")]
+    MissingBase { reference: String },
+    #[error("{what} is not supported yet ({hint})")]
+    Unsupported { what: String, hint: String },
+}
+
+impl EngineError {
+    fn layer_read(digest: &Sha256Digest, source: std::io::Error) -> EngineError {
+        EngineError::LayerRead {
+            digest: *digest,
+            source,
+        }
+    }
+}
+
+/// A failed step: the error with the step it happened in.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct StepFailure {
+    /// Index of the stage in the plan.
+    pub stage: usize,
+    /// Index of the step in the stage.
+    pub step: usize,
+    pub error: EngineError,
+}

@@ -7,6 +7,9 @@
 mod harness;
 mod world;
 
+mod build;
 mod cli;
 mod export;
+mod plan;
+mod registry;
 mod smoke;

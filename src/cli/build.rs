@@ -1,0 +1,396 @@
+//! `imgb build`: the pipeline end to end. Parse the Dockerfile, outline the
+//! stage graph, resolve base images into the store, lower to a plan, run the
+//! engine, commit the image and export it where `--output`/`-t` say.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context};
+
+use super::args::BuildArgs;
+use super::parse::render_error;
+use super::progress::{Printer, ProgressMode};
+use super::Failure;
+use crate::context::BuildContext;
+use crate::dockerfile::{self, Span};
+use crate::engine::{self, EngineOptions, ResolvedImage, StepFailure};
+use crate::export::{self, ExportTarget};
+use crate::image::{canonical_json, Descriptor};
+use crate::layer::{Compression, LayerOptions};
+use crate::plan::{self, Base, PlanOptions, Platform};
+use crate::store::ContentStore;
+
+/// Runs `imgb build`.
+pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
+    let mode = ProgressMode::parse(
+        args.progress
+            .as_deref()
+            .or(std::env::var("BUILDKIT_PROGRESS").ok().as_deref()),
+        args.quiet,
+    )
+    .map_err(|e| Failure::Usage(anyhow!(e)))?;
+    let printer = Printer::new(mode);
+
+    if args.context == "-" {
+        return Err(Failure::Usage(anyhow!(
+            "a build context from stdin (`-`) is not supported yet; pass a directory"
+        )));
+    }
+    let context_dir = PathBuf::from(&args.context);
+    if !context_dir.is_dir() {
+        return Err(Failure::User(anyhow!(
+            "unable to prepare context: path {:?} not found or not a directory",
+            args.context
+        )));
+    }
+    let (dockerfile_name, dockerfile_path) = match args.file.as_deref() {
+        Some("-") => ("<stdin>".to_string(), None),
+        Some(f) => (f.to_string(), Some(PathBuf::from(f))),
+        None => {
+            let p = context_dir.join("Dockerfile");
+            (p.display().to_string(), Some(p))
+        }
+    };
+    let text = read_dockerfile(dockerfile_path.as_deref(), &dockerfile_name)?;
+    let parsed = dockerfile::parse(&text)
+        .map_err(|e| Failure::User(anyhow!("{}", render_error(&dockerfile_name, &text, &e))))?;
+    for w in &parsed.warnings {
+        printer.line(&format!(
+            "warning: {dockerfile_name}:{}: {}",
+            w.line, w.message
+        ));
+    }
+
+    let opts = plan_options(args)?;
+    let graph =
+        plan::outline(&parsed, &opts).map_err(|e| plan_failure(&dockerfile_name, &text, &e))?;
+
+    let store = ContentStore::open(state)
+        .with_context(|| format!("opening the state directory {}", state.display()))
+        .map_err(Failure::Usage)?;
+    let client = crate::registry::RegistryClient::new(super::registry::client_options(
+        state,
+        &args.registry,
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(anyhow!("cannot start the async runtime: {e}")))?;
+    let bases = resolve_bases(&graph, &client, &store, &runtime, &printer)?;
+    let base_configs: BTreeMap<String, crate::image::ImageConfig> = bases
+        .iter()
+        .map(|(k, v)| (k.clone(), v.config.clone()))
+        .collect();
+    let plan = plan::lower(&parsed, &graph, &base_configs, &opts)
+        .map_err(|e| plan_failure(&dockerfile_name, &text, &e))?;
+
+    let layer = LayerOptions {
+        compression: args
+            .compression
+            .parse::<Compression>()
+            .map_err(|e| Failure::Usage(anyhow!("{e}")))?,
+        level: args.compression_level,
+        source_date_epoch: plan.source_date_epoch.map(|e| e.max(0) as u64),
+    };
+    let context = BuildContext::open(&context_dir, dockerfile_path.as_deref())
+        .map_err(|e| Failure::User(anyhow!("{e}")))?;
+    let engine_opts = EngineOptions {
+        home: state.to_path_buf(),
+        no_cache: args.no_cache,
+        no_cache_stages: args.no_cache_filter.clone(),
+        layer,
+    };
+    let output = engine::build(&plan, &context, &store, &bases, &engine_opts, &printer)
+        .map_err(|f| step_failure(&dockerfile_name, &text, &plan, f))?;
+
+    let manifest = export::commit_image(
+        &store,
+        &output.config,
+        output.layers.clone(),
+        Some(&output.created),
+    )
+    .map_err(|e| Failure::User(anyhow!("{e}")))?;
+    let config_digest = crate::digest::Sha256Digest::of(
+        &canonical_json(&output.config).map_err(|e| Failure::Usage(anyhow!("{e}")))?,
+    );
+    for tag in &args.tags {
+        let name = normalise_tag(tag)?;
+        store
+            .set_ref(&name, &manifest.digest)
+            .map_err(|e| Failure::User(anyhow!("tagging {tag}: {e}")))?;
+    }
+    let mut targets = Vec::new();
+    for spec in &args.outputs {
+        targets.push(ExportTarget::parse(spec).map_err(|e| Failure::Usage(anyhow!("{e}")))?);
+    }
+    if args.push {
+        targets.push(ExportTarget::Registry { names: Vec::new() });
+    }
+    for target in &targets {
+        if let ExportTarget::Registry {
+            names: target_names,
+        } = target
+        {
+            let push_names: Vec<String> = if target_names.is_empty() {
+                args.tags.clone()
+            } else {
+                target_names.clone()
+            };
+            if push_names.is_empty() {
+                return Err(Failure::Usage(anyhow!(
+                    "--push needs a name: add -t REGISTRY/REPO:TAG"
+                )));
+            }
+            for name in push_names {
+                let dest = crate::registry::Reference::parse(&name)
+                    .map_err(|e| Failure::Usage(anyhow!("invalid tag {name:?}: {e}")))?;
+                let source = crate::registry::BlobSource::Store(store.clone());
+                let stats = runtime
+                    .block_on(crate::registry::push(
+                        &client,
+                        &source,
+                        &manifest.digest,
+                        &dest,
+                    ))
+                    .map_err(|e| Failure::User(anyhow!("pushing {name}: {e}")))?;
+                printer.line(&format!(
+                    "pushed {dest}: {} blob(s) uploaded, {} mounted, {} already there",
+                    stats.uploaded, stats.mounted, stats.present
+                ));
+            }
+            continue;
+        }
+        export::export(&store, &manifest, &args.tags, target)
+            .map_err(|e| Failure::User(anyhow!("{e}")))?;
+    }
+    if let Some(path) = &args.iidfile {
+        write_file(path, config_digest.to_string().as_bytes())?;
+    }
+    if let Some(path) = &args.metadata_file {
+        write_file(path, &metadata(&manifest, &config_digest, &args.tags))?;
+    }
+    printer.line(&format!(
+        "built {} ({} steps cached, {} run) manifest {}",
+        config_digest, output.cached_steps, output.executed_steps, manifest.digest
+    ));
+    println!("{config_digest}");
+    Ok(())
+}
+
+fn read_dockerfile(path: Option<&Path>, name: &str) -> Result<String, Failure> {
+    let mut bytes = Vec::new();
+    let read = match path {
+        None => std::io::stdin().read_to_end(&mut bytes).map(|_| ()),
+        Some(p) => std::fs::File::open(p).and_then(|mut f| f.read_to_end(&mut bytes).map(|_| ())),
+    };
+    read.map_err(|e| Failure::User(anyhow!("failed to read Dockerfile {name}: {e}")))?;
+    String::from_utf8(bytes)
+        .map_err(|e| Failure::User(anyhow!("{name}: the Dockerfile is not valid UTF-8 ({e})")))
+}
+
+fn plan_options(args: &BuildArgs) -> Result<PlanOptions, Failure> {
+    let build_platform = Platform::linux_amd64();
+    let platform = match &args.platform {
+        Some(p) => p
+            .parse::<Platform>()
+            .map_err(|e| Failure::Usage(anyhow!("{e}")))?,
+        None => build_platform.clone(),
+    };
+    let mut build_args = BTreeMap::new();
+    for arg in &args.build_args {
+        match arg.split_once('=') {
+            Some((k, v)) => {
+                build_args.insert(k.to_string(), v.to_string());
+            }
+            // Docker: `--build-arg NAME` takes the value from the environment
+            // and is ignored when unset.
+            None => {
+                if let Ok(v) = std::env::var(arg) {
+                    build_args.insert(arg.clone(), v);
+                }
+            }
+        }
+    }
+    // buildx passes SOURCE_DATE_EPOCH from the environment as a build arg.
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+        if !epoch.is_empty() {
+            build_args
+                .entry("SOURCE_DATE_EPOCH".to_string())
+                .or_insert(epoch);
+        }
+    }
+    let mut labels = BTreeMap::new();
+    for label in &args.labels {
+        let (k, v) = label.split_once('=').unwrap_or((label.as_str(), ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(PlanOptions {
+        target: args.target.clone(),
+        build_args,
+        platform,
+        build_platform,
+        labels,
+    })
+}
+
+/// Base images must be in the store before the engine starts: FROM images
+/// and `COPY --from`/`RUN --mount=from=` images, each for its platform.
+fn resolve_bases(
+    graph: &plan::StageGraph,
+    client: &crate::registry::RegistryClient,
+    store: &ContentStore,
+    runtime: &tokio::runtime::Runtime,
+    printer: &Printer,
+) -> Result<BTreeMap<String, ResolvedImage>, Failure> {
+    let mut wanted: BTreeMap<String, Platform> = BTreeMap::new();
+    for image in &graph.images {
+        wanted
+            .entry(image.reference.clone())
+            .or_insert_with(|| image.platform.clone());
+    }
+    for stage in &graph.stages {
+        if let Base::Image { reference } = &stage.base {
+            wanted
+                .entry(reference.clone())
+                .or_insert_with(|| stage.platform.clone());
+        }
+    }
+    let mut bases = BTreeMap::new();
+    for (reference, platform) in wanted {
+        let registry_platform = crate::registry::Platform::parse(&platform.to_string())
+            .map_err(|e| Failure::Usage(anyhow!("{e}")))?;
+        printer.line(&format!("resolving {reference} for {platform}"));
+        let image = runtime
+            .block_on(crate::registry::resolve(
+                client,
+                store,
+                &reference,
+                &registry_platform,
+            ))
+            .map_err(|e| Failure::User(anyhow!("pulling base image {reference:?}: {e}")))?;
+        bases.insert(
+            reference.clone(),
+            ResolvedImage {
+                reference,
+                manifest_digest: image.manifest_digest,
+                config: image.config,
+                layers: image.manifest.layers.clone(),
+            },
+        );
+    }
+    Ok(bases)
+}
+
+/// The store name of a `-t` tag: Docker's normalised reference
+/// (`app` -> `docker.io/library/app:latest`), as `imgb pull` records names.
+fn normalise_tag(tag: &str) -> Result<String, Failure> {
+    crate::registry::Reference::parse(tag)
+        .map(|r| r.to_string())
+        .map_err(|e| Failure::Usage(anyhow!("invalid tag {tag:?}: {e}")))
+}
+
+fn metadata(
+    manifest: &Descriptor,
+    config: &crate::digest::Sha256Digest,
+    tags: &[String],
+) -> Vec<u8> {
+    let value = serde_json::json!({
+        "containerimage.digest": manifest.digest.to_string(),
+        "containerimage.config.digest": config.to_string(),
+        "containerimage.descriptor": {
+            "mediaType": manifest.media_type,
+            "digest": manifest.digest.to_string(),
+            "size": manifest.size,
+        },
+        "image.name": tags.join(","),
+    });
+    serde_json::to_vec_pretty(&value).unwrap_or_default()
+}
+
+/// Writes a small output file atomically.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Failure::User(anyhow!("writing {}: {e}", path.display()))
+        })
+}
+
+fn snippet(file: &str, text: &str, span: Span, message: &str, hint: Option<&str>) -> String {
+    let mut out = format!("{file}:{}: {message}", span.start_line);
+    let lines: Vec<&str> = text.lines().collect();
+    let last = span.end_line.min(span.start_line + 4);
+    let width = last.to_string().len();
+    for n in span.start_line..=last {
+        if let Some(line) = lines.get(n.wrapping_sub(1)) {
+            out.push_str(&format!("\n {n:>width$} | {line}"));
+        }
+    }
+    if let Some(hint) = hint {
+        out.push_str(&format!("\nhint: {hint}"));
+    }
+    out
+}
+
+fn plan_failure(file: &str, text: &str, err: &plan::PlanError) -> Failure {
+    match err.line() {
+        Some(line) => {
+            let message = err.to_string();
+            let message = message
+                .strip_prefix(&format!("line {line}: "))
+                .unwrap_or(&message)
+                .to_string();
+            Failure::User(anyhow!(
+                "{}",
+                snippet(
+                    file,
+                    text,
+                    Span {
+                        start_line: line,
+                        end_line: line
+                    },
+                    &message,
+                    None
+                )
+            ))
+        }
+        None => Failure::User(anyhow!("{err}")),
+    }
+}
+
+fn step_failure(file: &str, text: &str, plan: &plan::BuildPlan, failure: StepFailure) -> Failure {
+    let step = plan
+        .stages
+        .get(failure.stage)
+        .and_then(|s| s.steps.get(failure.step));
+    let hint = match &failure.error {
+        engine::EngineError::Context(crate::context::ContextError::Excluded { .. }) => {
+            Some("remove the pattern from the ignore file, or add an exception (`!PATH`) after it")
+        }
+        engine::EngineError::Unsupported { .. } => None,
+        _ => None,
+    };
+    match step {
+        Some(step) => Failure::User(anyhow!(
+            "{}",
+            snippet(
+                file,
+                text,
+                step.span,
+                &format!("{}: {}", step.text, failure.error),
+                hint
+            )
+        )),
+        None => Failure::User(anyhow!("{}", failure.error)),
+    }
+}

@@ -1,0 +1,359 @@
+//! A read-only view of a stage's filesystem as its layers define it, without
+//! unpacking: which paths exist, their type, mode and owner, and the content
+//! of small files (`/etc/passwd`, `/etc/group`). COPY uses it to decide
+//! whether a destination is a directory and which parent directories it must
+//! create; `--chown` names resolve through it.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use crate::digest::Sha256Digest;
+use crate::layer::{decompressed, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::store::ContentStore;
+
+use super::EngineError;
+
+/// The type of a path in the view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeKind {
+    File,
+    Dir,
+    Symlink(String),
+    Other,
+}
+
+/// One path of the view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Index of the layer that holds the entry (for reading content).
+    layer: usize,
+}
+
+/// The merged view of some layers.
+#[derive(Debug, Clone, Default)]
+pub struct LowerFs {
+    nodes: BTreeMap<String, Node>,
+    layers: Vec<Sha256Digest>,
+}
+
+impl LowerFs {
+    /// An empty filesystem (`FROM scratch`).
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The view of `layers` (blob digests, bottom first) from the store.
+    pub fn of_layers(store: &ContentStore, layers: &[Sha256Digest]) -> Result<Self, EngineError> {
+        let mut fs = LowerFs::empty();
+        for digest in layers {
+            fs.apply_layer(store, digest)?;
+        }
+        Ok(fs)
+    }
+
+    /// Applies one more layer on top.
+    pub fn apply_layer(
+        &mut self,
+        store: &ContentStore,
+        digest: &Sha256Digest,
+    ) -> Result<(), EngineError> {
+        let index = self.layers.len();
+        self.layers.push(*digest);
+        let blob = store.open_blob(digest)?;
+        let stream = decompressed(blob).map_err(|e| EngineError::layer_read(digest, e))?;
+        let mut archive = tar::Archive::new(stream);
+        let mut added: Vec<String> = Vec::new();
+        for entry in archive
+            .entries()
+            .map_err(|e| EngineError::layer_read(digest, e))?
+        {
+            let entry = entry.map_err(|e| EngineError::layer_read(digest, e))?;
+            let Ok(path) = entry.path() else { continue };
+            let path = normalise(&path.to_string_lossy());
+            if path.is_empty() {
+                continue;
+            }
+            let (dir, name) = split(&path);
+            if name == OPAQUE_MARKER {
+                let prefix = format!("{dir}/");
+                let lower: Vec<String> = self
+                    .nodes
+                    .range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .filter(|(_, n)| n.layer < index)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in lower {
+                    self.nodes.remove(&key);
+                }
+                continue;
+            }
+            if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+                let gone = join(dir, hidden);
+                self.remove_tree(&gone);
+                continue;
+            }
+            let header = entry.header();
+            let kind = match header.entry_type() {
+                t if t.is_dir() => NodeKind::Dir,
+                t if t.is_symlink() => NodeKind::Symlink(
+                    entry
+                        .link_name()
+                        .ok()
+                        .flatten()
+                        .map(|l| l.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                ),
+                t if t.is_file() || t.is_hard_link() => NodeKind::File,
+                _ => NodeKind::Other,
+            };
+            if kind != NodeKind::Dir {
+                // A non-directory replaces a whole tree.
+                self.remove_tree(&path);
+            }
+            let node = Node {
+                kind,
+                mode: header.mode().unwrap_or(0o644) & 0o7777,
+                uid: header.uid().unwrap_or(0) as u32,
+                gid: header.gid().unwrap_or(0) as u32,
+                layer: index,
+            };
+            added.push(path.clone());
+            self.nodes.insert(path, node);
+        }
+        Ok(())
+    }
+
+    fn remove_tree(&mut self, path: &str) {
+        self.nodes.remove(path);
+        let prefix = format!("{path}/");
+        let below: Vec<String> = self
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in below {
+            self.nodes.remove(&key);
+        }
+    }
+
+    /// Resolves `path` (absolute or relative to `/`) following symlinks in
+    /// every component, inside the root. Returns the resolved path (no
+    /// leading `/`) and its node, if it exists.
+    pub fn resolve(&self, path: &str) -> (String, Option<&Node>) {
+        let mut resolved: Vec<String> = Vec::new();
+        let mut pending: Vec<String> = normalise(path)
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .rev()
+            .map(String::from)
+            .collect();
+        let mut hops = 0;
+        while let Some(part) = pending.pop() {
+            match part.as_str() {
+                "." => continue,
+                ".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => resolved.push(part),
+            }
+            let key = resolved.join("/");
+            if let Some(Node {
+                kind: NodeKind::Symlink(target),
+                ..
+            }) = self.nodes.get(&key)
+            {
+                hops += 1;
+                if hops > 40 {
+                    break;
+                }
+                resolved.pop();
+                if target.starts_with('/') {
+                    resolved.clear();
+                }
+                for part in target.split('/').filter(|p| !p.is_empty()).rev() {
+                    pending.push(part.to_string());
+                }
+            }
+        }
+        let key = resolved.join("/");
+        let node = if key.is_empty() {
+            None
+        } else {
+            self.nodes.get(&key)
+        };
+        (key, node)
+    }
+
+    /// Whether `path` is (or leads through symlinks to) a directory; `/` is.
+    pub fn is_dir(&self, path: &str) -> bool {
+        let (key, node) = self.resolve(path);
+        key.is_empty() || node.is_some_and(|n| n.kind == NodeKind::Dir)
+    }
+
+    /// Whether `path` exists (without following a final symlink).
+    pub fn exists(&self, path: &str) -> bool {
+        let p = normalise(path);
+        p.is_empty() || self.nodes.contains_key(&p)
+    }
+
+    /// The content of a regular file (following symlinks), for small files
+    /// like `/etc/passwd`. `None` when it is missing or not a file.
+    pub fn read_file(
+        &self,
+        store: &ContentStore,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>, EngineError> {
+        let (key, node) = self.resolve(path);
+        let Some(node) = node.filter(|n| n.kind == NodeKind::File) else {
+            return Ok(None);
+        };
+        let digest = self.layers[node.layer];
+        let stream = decompressed(store.open_blob(&digest)?)
+            .map_err(|e| EngineError::layer_read(&digest, e))?;
+        let mut archive = tar::Archive::new(stream);
+        for entry in archive
+            .entries()
+            .map_err(|e| EngineError::layer_read(&digest, e))?
+        {
+            let mut entry = entry.map_err(|e| EngineError::layer_read(&digest, e))?;
+            let Ok(p) = entry.path() else { continue };
+            if normalise(&p.to_string_lossy()) != key {
+                continue;
+            }
+            if entry.header().entry_type().is_hard_link() {
+                let target = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .map(|l| l.to_string_lossy().into_owned());
+                return match target {
+                    Some(t) if normalise(&t) != key => self.read_file(store, &t),
+                    _ => Ok(None),
+                };
+            }
+            let mut out = Vec::new();
+            entry
+                .by_ref()
+                .take(16 << 20)
+                .read_to_end(&mut out)
+                .map_err(|e| EngineError::layer_read(&digest, e))?;
+            return Ok(Some(out));
+        }
+        Ok(None)
+    }
+
+    /// The layer digests this view was built from.
+    pub fn layers(&self) -> &[Sha256Digest] {
+        &self.layers
+    }
+}
+
+/// `path` without leading `/`, `./` or trailing `/`, cleaned.
+pub fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+fn split(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("", path),
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(
+        store: &ContentStore,
+        entries: &[(&str, tar::EntryType, &[u8], Option<&str>)],
+    ) -> Sha256Digest {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, kind, data, link) in entries {
+            let mut header = tar::Header::new_ustar();
+            header.set_entry_type(*kind);
+            header.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+            header.set_size(data.len() as u64);
+            header.set_path(path).unwrap();
+            if let Some(link) = link {
+                header.set_link_name(link).unwrap();
+            }
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        store
+            .put_bytes(&builder.into_inner().unwrap())
+            .unwrap()
+            .digest
+    }
+
+    #[test]
+    fn merged_view_with_whiteouts_symlinks_and_file_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        use tar::EntryType as T;
+        let l1 = layer(
+            &store,
+            &[
+                ("etc/", T::Directory, b"", None),
+                ("etc/passwd", T::Regular, b"root:x:0:0::/:/bin/sh\n", None),
+                ("usr/", T::Directory, b"", None),
+                ("usr/lib/", T::Directory, b"", None),
+                ("usr/lib/x", T::Regular, b"x", None),
+                ("lib", T::Symlink, b"", Some("usr/lib")),
+                ("old/", T::Directory, b"", None),
+                ("old/f", T::Regular, b"f", None),
+            ],
+        );
+        let l2 = layer(
+            &store,
+            &[
+                ("old/", T::Directory, b"", None),
+                ("old/.wh..wh..opq", T::Regular, b"", None),
+                ("old/g", T::Regular, b"g", None),
+                (".wh.usr", T::Regular, b"", None),
+            ],
+        );
+        let fs1 = LowerFs::of_layers(&store, &[l1]).unwrap();
+        assert!(fs1.is_dir("/lib"));
+        assert!(fs1.is_dir("/lib/"));
+        assert!(!fs1.is_dir("/lib/x"));
+        assert!(fs1.is_dir("/"));
+        assert_eq!(
+            fs1.read_file(&store, "/etc/passwd").unwrap().unwrap(),
+            b"root:x:0:0::/:/bin/sh\n"
+        );
+        assert_eq!(fs1.read_file(&store, "/etc/group").unwrap(), None);
+
+        let fs2 = LowerFs::of_layers(&store, &[l1, l2]).unwrap();
+        assert!(!fs2.exists("old/f"), "opaque dir hides lower content");
+        assert!(fs2.exists("old/g"));
+        assert!(!fs2.exists("usr/lib/x"), "whiteout removes the tree");
+        assert!(!fs2.is_dir("/lib"), "dangling symlink");
+    }
+}

@@ -1,0 +1,657 @@
+//! Running the stages of a plan: the state each stage carries (config,
+//! layers, cache key, filesystem view), the cache, and the steps.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::cache::{CacheIndex, CacheKey, CacheRecord, CachedLayer};
+use crate::context::{checksum, BuildContext, HashIndex};
+use crate::digest::Sha256Digest;
+use crate::image::{ChainId, Descriptor, History, ImageConfig};
+use crate::layer::{unpack_layer, Layer, LayerOptions};
+use crate::plan::{
+    apply, Base, BuildPlan, ConfigChange, CopyFrom, CopyStep, StagePlan, Step, StepKind,
+};
+use crate::store::ContentStore;
+
+use super::copy::{self, CopySpec};
+use super::lowerfs::{normalise, LowerFs};
+use super::owner::{resolve_chown, Chmod, Owner};
+use super::time::{now, rfc3339};
+use super::{EngineError, StepFailure};
+
+/// The history comment BuildKit writes on Dockerfile steps.
+const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
+/// A base image already in the content store.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// The reference as the plan names it.
+    pub reference: String,
+    pub manifest_digest: Sha256Digest,
+    pub config: ImageConfig,
+    /// Layer descriptors, bottom first.
+    pub layers: Vec<Descriptor>,
+}
+
+/// How the engine runs.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// The state directory (cache index, context index, snapshots).
+    pub home: PathBuf,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--no-cache-filter`: stage names (or ids) built without the cache.
+    pub no_cache_stages: Vec<String>,
+    pub layer: LayerOptions,
+}
+
+/// The state of a step, for progress output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StepStatus {
+    Running,
+    Cached,
+    Done { seconds: f64 },
+}
+
+/// Something worth telling the user while building.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    Step {
+        stage: &'a str,
+        index: usize,
+        total: usize,
+        text: &'a str,
+        status: StepStatus,
+    },
+    Message(&'a str),
+}
+
+/// Receives progress (the cli prints it).
+pub trait Reporter: Sync {
+    fn report(&self, event: Event<'_>);
+}
+
+/// The built target.
+#[derive(Debug, Clone)]
+pub struct BuildOutput {
+    pub config: ImageConfig,
+    /// Layer descriptors, bottom first.
+    pub layers: Vec<Descriptor>,
+    /// `created` of the image (RFC 3339).
+    pub created: String,
+    pub cached_steps: usize,
+    pub executed_steps: usize,
+}
+
+/// A built stage.
+#[derive(Debug, Clone)]
+struct StageState {
+    config: ImageConfig,
+    layers: Vec<Descriptor>,
+    key: CacheKey,
+    /// Layer blob digests whose view is `lower` (built lazily).
+    lower: Option<LowerFs>,
+    /// When the latest layer was made (or the base image's `created`):
+    /// metadata-only steps and the image take it, so a fully cached rebuild
+    /// gives the same image id, as with BuildKit.
+    last_created: Option<String>,
+}
+
+impl StageState {
+    fn lower(&mut self, store: &ContentStore) -> Result<&LowerFs, EngineError> {
+        if self.lower.is_none() {
+            let digests: Vec<Sha256Digest> = self.layers.iter().map(|d| d.digest).collect();
+            self.lower = Some(LowerFs::of_layers(store, &digests)?);
+        }
+        self.lower.as_ref().ok_or_else(|| EngineError::Step {
+            message: "filesystem view unavailable".into(),
+        })
+    }
+
+    fn push_layer(&mut self, layer: Descriptor, diff_id: Sha256Digest, history: History) {
+        self.last_created = history.created.clone();
+        self.layers.push(layer);
+        self.config.push_layer(diff_id, history);
+        self.lower = None;
+    }
+}
+
+struct Build<'a> {
+    context: &'a BuildContext,
+    store: &'a ContentStore,
+    bases: &'a BTreeMap<String, ResolvedImage>,
+    opts: &'a EngineOptions,
+    reporter: &'a dyn Reporter,
+    cache: CacheIndex,
+    hashes: HashIndex,
+    epoch: Option<i64>,
+    built: BTreeMap<usize, StageState>,
+    cached_steps: usize,
+    executed_steps: usize,
+}
+
+/// Builds `plan`'s target.
+pub fn build(
+    plan: &BuildPlan,
+    context: &BuildContext,
+    store: &ContentStore,
+    bases: &BTreeMap<String, ResolvedImage>,
+    opts: &EngineOptions,
+    reporter: &dyn Reporter,
+) -> Result<BuildOutput, StepFailure> {
+    let hash_index_path = opts.home.join("context-index");
+    let mut build = Build {
+        context,
+        store,
+        bases,
+        opts,
+        reporter,
+        cache: CacheIndex::new(&opts.home.join("cache")),
+        hashes: HashIndex::load(&hash_index_path),
+        epoch: plan.source_date_epoch,
+        built: BTreeMap::new(),
+        cached_steps: 0,
+        executed_steps: 0,
+    };
+    for message in &plan.warnings {
+        reporter.report(Event::Message(message));
+    }
+    for (index, stage) in plan.stages.iter().enumerate() {
+        let state = build.stage(stage).map_err(|(step, error)| StepFailure {
+            stage: index,
+            step,
+            error,
+        })?;
+        build.built.insert(stage.id, state);
+    }
+    // The index is only a cache: failing to save it costs time, not results.
+    let _ = build.hashes.save(&hash_index_path);
+    let target = &plan.stages[plan.target];
+    let mut state = build.built.remove(&target.id).ok_or_else(|| StepFailure {
+        stage: plan.target,
+        step: 0,
+        error: EngineError::Step {
+            message: "target stage was not built".into(),
+        },
+    })?;
+    if !plan.labels.is_empty() {
+        let labels: Vec<(String, String)> = plan
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        apply(&mut state.config, &ConfigChange::Label(labels));
+    }
+    let created = match (build.epoch, &state.last_created) {
+        (None, Some(last)) => last.clone(),
+        _ => build.created(),
+    };
+    state.config.created = Some(created.clone());
+    Ok(BuildOutput {
+        config: state.config,
+        layers: state.layers,
+        created,
+        cached_steps: build.cached_steps,
+        executed_steps: build.executed_steps,
+    })
+}
+
+impl Build<'_> {
+    fn created(&self) -> String {
+        rfc3339(self.epoch.unwrap_or_else(now))
+    }
+
+    fn platform(stage: &StagePlan) -> String {
+        stage.platform.to_string()
+    }
+
+    fn stage_name(stage: &StagePlan) -> String {
+        stage
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", stage.id))
+    }
+
+    fn start(&mut self, stage: &StagePlan) -> Result<StageState, EngineError> {
+        let mut config = stage.config.clone();
+        let platform = Self::platform(stage);
+        let state = match &stage.base {
+            Base::Scratch => {
+                config.os = stage.platform.os.clone();
+                config.architecture = stage.platform.architecture.clone();
+                config.variant = stage.platform.variant.clone();
+                config.rootfs = Default::default();
+                config.history.clear();
+                StageState {
+                    config,
+                    layers: Vec::new(),
+                    key: CacheKey::base(None, &platform),
+                    lower: Some(LowerFs::empty()),
+                    last_created: None,
+                }
+            }
+            Base::Image { reference } => {
+                let base = self
+                    .bases
+                    .get(reference)
+                    .ok_or_else(|| EngineError::MissingBase {
+                        reference: reference.clone(),
+                    })?;
+                config.rootfs = base.config.rootfs.clone();
+                config.history = base.config.history.clone();
+                StageState {
+                    config,
+                    layers: base.layers.clone(),
+                    key: CacheKey::base(Some(&base.manifest_digest), &platform),
+                    lower: None,
+                    last_created: base.config.created.clone(),
+                }
+            }
+            Base::Stage(id) => {
+                let parent = self.built.get(id).ok_or_else(|| EngineError::Step {
+                    message: format!("stage {id} was not built before its child"),
+                })?;
+                config.rootfs = parent.config.rootfs.clone();
+                config.history = parent.config.history.clone();
+                StageState {
+                    config,
+                    layers: parent.layers.clone(),
+                    key: parent.key,
+                    lower: parent.lower.clone(),
+                    last_created: parent.last_created.clone(),
+                }
+            }
+        };
+        Ok(state)
+    }
+
+    fn stage(&mut self, stage: &StagePlan) -> Result<StageState, (usize, EngineError)> {
+        let mut state = self.start(stage).map_err(|e| (0, e))?;
+        let name = Self::stage_name(stage);
+        let no_cache = self.opts.no_cache
+            || self
+                .opts
+                .no_cache_stages
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(&name) || *s == stage.id.to_string());
+        let total = stage.steps.len();
+        for (index, step) in stage.steps.iter().enumerate() {
+            let started = Instant::now();
+            let report = |status| {
+                self.reporter.report(Event::Step {
+                    stage: &name,
+                    index: index + 1,
+                    total,
+                    text: &step.text,
+                    status,
+                })
+            };
+            report(StepStatus::Running);
+            let cached = self
+                .step(stage, step, &mut state, no_cache)
+                .map_err(|e| (index, e))?;
+            if cached {
+                self.cached_steps += 1;
+                report(StepStatus::Cached);
+            } else {
+                if step.creates_layer() {
+                    self.executed_steps += 1;
+                }
+                report(StepStatus::Done {
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+            }
+        }
+        Ok(state)
+    }
+
+    fn history(&self, step: &Step, created: Option<String>) -> History {
+        History {
+            created: Some(created.unwrap_or_else(|| self.created())),
+            created_by: Some(step.created_by.clone()),
+            comment: Some(HISTORY_COMMENT.to_string()),
+            ..History::default()
+        }
+    }
+
+    /// Runs one step; returns whether it came from the cache.
+    fn step(
+        &mut self,
+        stage: &StagePlan,
+        step: &Step,
+        state: &mut StageState,
+        no_cache: bool,
+    ) -> Result<bool, EngineError> {
+        match &step.kind {
+            StepKind::Config(ConfigChange::Workdir(dir)) => {
+                apply(&mut state.config, &ConfigChange::Workdir(dir.clone()));
+                let exists = state.lower(self.store)?.is_dir(dir);
+                if exists || normalise(dir).is_empty() {
+                    state.config.push_empty_layer(self.history(step, self.metadata_time(state)));
+                    return Ok(false);
+                }
+                self.workdir(stage, step, state, dir, no_cache)
+            }
+            StepKind::Config(change) => {
+                apply(&mut state.config, change);
+                // BuildKit records no history for ONBUILD.
+                if step.records_history() {
+                    state.config.push_empty_layer(self.history(step, self.metadata_time(state)));
+                }
+                Ok(false)
+            }
+            StepKind::Copy(copy) => self.copy(stage, step, state, copy, no_cache),
+            StepKind::Run(_) => Err(EngineError::Unsupported {
+                what: "RUN".to_string(),
+                hint: "running steps in an OCI runtime arrives with issue #8; this build of imgb handles FROM, COPY, ADD of local files and metadata instructions".to_string(),
+            }),
+        }
+    }
+
+    /// The time of a metadata-only step: that of the latest layer.
+    fn metadata_time(&self, state: &StageState) -> Option<String> {
+        if self.epoch.is_some() {
+            return None;
+        }
+        state.last_created.clone()
+    }
+
+    fn layer_key_fields(&self) -> serde_json::Value {
+        serde_json::json!({
+            "compression": self.opts.layer.compression.name(),
+            "level": self.opts.layer.level,
+            "mtime": self.mtime(),
+        })
+    }
+
+    fn mtime(&self) -> u64 {
+        self.epoch.map(|e| e.max(0) as u64).unwrap_or(0)
+    }
+
+    /// A cache hit whose blob is still in the store.
+    fn lookup(&self, key: &CacheKey, no_cache: bool) -> Option<CacheRecord> {
+        if no_cache {
+            return None;
+        }
+        self.cache
+            .get(key)
+            .filter(|r| r.layer.as_ref().is_none_or(|l| self.store.has(&l.digest)))
+    }
+
+    fn commit(
+        &mut self,
+        step: &Step,
+        state: &mut StageState,
+        key: CacheKey,
+        layer: Layer,
+    ) -> Result<(), EngineError> {
+        let created = self.created();
+        // Cached layers survive `imgb prune` until the cache itself is pruned.
+        self.store.add_root("cache", &layer.digest)?;
+        self.cache.put(&CacheRecord {
+            key,
+            layer: Some(CachedLayer {
+                digest: layer.digest,
+                size: layer.size,
+                diff_id: layer.diff_id,
+                media_type: layer.media_type.clone(),
+            }),
+            created: created.clone(),
+        })?;
+        let history = self.history(step, Some(created));
+        state.push_layer(
+            Descriptor::new(&layer.media_type, layer.digest, layer.size),
+            layer.diff_id,
+            history,
+        );
+        state.key = key;
+        Ok(())
+    }
+
+    fn reuse(&self, step: &Step, state: &mut StageState, record: CacheRecord) {
+        let created = if self.epoch.is_some() {
+            None
+        } else {
+            Some(record.created.clone())
+        };
+        let history = self.history(step, created);
+        match record.layer {
+            Some(layer) => state.push_layer(
+                Descriptor::new(&layer.media_type, layer.digest, layer.size),
+                layer.diff_id,
+                history,
+            ),
+            None => state.config.push_empty_layer(History {
+                empty_layer: true,
+                ..history
+            }),
+        }
+        state.key = record.key;
+    }
+
+    fn workdir(
+        &mut self,
+        stage: &StagePlan,
+        step: &Step,
+        state: &mut StageState,
+        dir: &str,
+        no_cache: bool,
+    ) -> Result<bool, EngineError> {
+        let json = serde_json::json!({ "workdir": dir, "user": state.config.config.as_ref().and_then(|c| c.user.clone()), "layer": self.layer_key_fields() });
+        let key = CacheKey::step(state.key, &Self::platform(stage), &json, &BTreeMap::new());
+        if let Some(record) = self.lookup(&key, no_cache) {
+            self.reuse(step, state, record);
+            return Ok(true);
+        }
+        let owner = self.user_owner(state)?;
+        let lower = state.lower(self.store)?;
+        let dir_entry = copy::Planned {
+            path: normalise(dir),
+            content: copy::Content::Dir,
+            mode: 0o755,
+            uid: owner.map_or(0, |o| o.uid),
+            gid: owner.map_or(0, |o| o.gid),
+        };
+        let planned = copy::with_parents(vec![dir_entry], lower);
+        let layer = copy::write(self.store, &self.opts.layer, &planned, self.mtime())?;
+        self.commit(step, state, key, layer)?;
+        Ok(false)
+    }
+
+    /// The owner for the current USER (WORKDIR creates its directory owned
+    /// by it, as BuildKit does); root when unset or unknown.
+    fn user_owner(&self, state: &mut StageState) -> Result<Option<Owner>, EngineError> {
+        let user = state
+            .config
+            .config
+            .as_ref()
+            .and_then(|c| c.user.clone())
+            .unwrap_or_default();
+        if user.is_empty() || user == "root" || user == "0" {
+            return Ok(None);
+        }
+        let lower = state.lower(self.store)?;
+        let passwd = lower
+            .read_file(self.store, "/etc/passwd")?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let group = lower
+            .read_file(self.store, "/etc/group")?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        Ok(resolve_chown(&user, passwd.as_deref(), group.as_deref()).ok())
+    }
+
+    fn copy(
+        &mut self,
+        stage: &StagePlan,
+        step: &Step,
+        state: &mut StageState,
+        c: &CopyStep,
+        no_cache: bool,
+    ) -> Result<bool, EngineError> {
+        if c.is_add && c.sources.iter().any(|s| is_remote(s)) {
+            return Err(EngineError::Unsupported {
+                what: "ADD from a URL or git repository".into(),
+                hint: "download it in a RUN step, or COPY a local file".into(),
+            });
+        }
+        let inline: Vec<(String, Vec<u8>)> = c
+            .heredocs
+            .iter()
+            .map(|h| (h.name.clone(), h.content.clone().into_bytes()))
+            .collect();
+        let sources: Vec<String> = c
+            .sources
+            .iter()
+            .filter(|s| {
+                !c.heredocs.iter().any(|h| {
+                    **s == h.name
+                        || s.trim_start_matches("<<-")
+                            .trim_start_matches("<<")
+                            .trim_matches('"')
+                            .trim_matches('\'')
+                            == h.name
+                })
+            })
+            .cloned()
+            .collect();
+        let mut inputs: BTreeMap<String, Sha256Digest> = BTreeMap::new();
+        for (name, bytes) in &inline {
+            inputs.insert(format!("inline/{name}"), Sha256Digest::of(bytes));
+        }
+        let spec = CopySpec {
+            sources: &sources,
+            inline: &inline,
+            dest: &c.dest,
+            parents: c.parents,
+            excludes: &c.excludes,
+            from_context: matches!(c.from, CopyFrom::Context),
+        };
+        // The key's inputs: the exact selected context files, or the identity
+        // of the stage or image the files come from.
+        let mut selections = Vec::new();
+        match &c.from {
+            CopyFrom::Context => {
+                selections = copy::select(self.context, &spec)?;
+                for (i, selection) in selections.iter().enumerate() {
+                    let sum = checksum(self.context, &selection.entries, &mut self.hashes)
+                        .map_err(|source| EngineError::Io {
+                            path: self.context.abs(&selection.path),
+                            source,
+                        })?;
+                    inputs.insert(format!("src/{i}/{}", selection.path), sum);
+                }
+            }
+            CopyFrom::Stage(id) => {
+                let parent = self.built.get(id).ok_or_else(|| EngineError::Step {
+                    message: format!("stage {id} is not built"),
+                })?;
+                inputs.insert("from".into(), *parent.key.digest());
+            }
+            CopyFrom::Image(reference) => {
+                let base = self
+                    .bases
+                    .get(reference)
+                    .ok_or_else(|| EngineError::MissingBase {
+                        reference: reference.clone(),
+                    })?;
+                inputs.insert("from".into(), base.manifest_digest);
+            }
+        }
+        let mut json = serde_json::to_value(c).unwrap_or_default();
+        json["layer"] = self.layer_key_fields();
+        let key = CacheKey::step(state.key, &Self::platform(stage), &json, &inputs);
+        if let Some(record) = self.lookup(&key, no_cache) {
+            self.reuse(step, state, record);
+            return Ok(true);
+        }
+        // A miss: materialise a stage's or image's filesystem if needed.
+        let from_root = match &c.from {
+            CopyFrom::Context => None,
+            CopyFrom::Stage(id) => {
+                let parent = self.built.get(id).ok_or_else(|| EngineError::Step {
+                    message: format!("stage {id} is not built"),
+                })?;
+                Some(self.rootfs(&parent.config.rootfs.diff_ids, &parent.layers)?)
+            }
+            CopyFrom::Image(reference) => {
+                let base = self
+                    .bases
+                    .get(reference)
+                    .ok_or_else(|| EngineError::MissingBase {
+                        reference: reference.clone(),
+                    })?;
+                Some(self.rootfs(&base.config.rootfs.diff_ids, &base.layers)?)
+            }
+        };
+        let from_ctx = from_root
+            .as_deref()
+            .map(BuildContext::without_ignore)
+            .transpose()?;
+        let root = from_ctx.as_ref().unwrap_or(self.context);
+        if from_ctx.is_some() {
+            selections = copy::select(root, &spec)?;
+        }
+        let owner = match &c.chown {
+            Some(spec) => {
+                let lower = state.lower(self.store)?;
+                let passwd = lower
+                    .read_file(self.store, "/etc/passwd")?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned());
+                let group = lower
+                    .read_file(self.store, "/etc/group")?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned());
+                Some(resolve_chown(spec, passwd.as_deref(), group.as_deref())?)
+            }
+            None => None,
+        };
+        let chmod = c.chmod.as_deref().map(Chmod::parse).transpose()?;
+        let lower = state.lower(self.store)?;
+        let planned = copy::plan(root, &selections, &spec, lower, owner, chmod.as_ref())?;
+        let layer = copy::write(self.store, &self.opts.layer, &planned, self.mtime())?;
+        self.commit(step, state, key, layer)?;
+        Ok(false)
+    }
+
+    /// The unpacked filesystem of some layers, cached per chain id under
+    /// `IMGB_HOME/snapshots`.
+    fn rootfs(
+        &self,
+        diff_ids: &[Sha256Digest],
+        layers: &[Descriptor],
+    ) -> Result<PathBuf, EngineError> {
+        let dir = self.opts.home.join("snapshots");
+        let name = ChainId::of(diff_ids)
+            .map(|c| c.digest().hex())
+            .unwrap_or_else(|| "empty".to_string());
+        let path = dir.join(&name);
+        if path.is_dir() {
+            return Ok(path);
+        }
+        let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| EngineError::Io { path: p, source }
+        };
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let result = (|| {
+            for layer in layers {
+                let blob = self.store.open_blob(&layer.digest)?;
+                unpack_layer(blob, &tmp)?;
+            }
+            std::fs::rename(&tmp, &path).map_err(io(&path))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        result.map(|()| path)
+    }
+}
+
+fn is_remote(source: &str) -> bool {
+    source.starts_with("http://")
+        || source.starts_with("https://")
+        || source.starts_with("git@")
+        || source.ends_with(".git")
+}
