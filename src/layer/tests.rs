@@ -364,7 +364,7 @@ fn golden_layer(s: &ContentStore, compression: Compression) -> Layer {
     w.append(&e("fifo", EntryKind::Fifo), None).unwrap();
     w.append(
         &e(
-            &"long/".repeat(30).trim_end_matches('/').to_string(),
+            "long/".repeat(30).trim_end_matches('/'),
             EntryKind::Symlink {
                 target: "t".repeat(200).into(),
             },
