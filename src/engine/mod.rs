@@ -5,6 +5,8 @@
 //! system and runs processes. It never touches the network: every base image
 //! is in the content store before execution starts.
 
+pub mod add;
+pub mod archive;
 pub mod copy;
 pub mod lowerfs;
 pub mod owner;
@@ -35,6 +37,8 @@ pub enum EngineError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Owner(#[from] owner::OwnerError),
+    #[error(transparent)]
+    Add(#[from] add::AddError),
     #[error("reading layer {digest}: {source}")]
     LayerRead {
         digest: Sha256Digest,

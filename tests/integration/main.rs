@@ -7,6 +7,7 @@
 mod harness;
 mod world;
 
+mod add;
 mod build;
 mod cli;
 mod export;
