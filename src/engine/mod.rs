@@ -2,8 +2,9 @@
 //! COPY/ADD, metadata) and commits layers.
 //!
 //! Uses `plan`, `cache`, `context`, `layer`, `store`, `image`; touches the file
-//! system and runs processes. It never touches the network: every base image
-//! is in the content store before execution starts.
+//! system and runs processes. It touches the network only for `ADD <url>`
+//! (see `add`): every base image is in the content store before execution
+//! starts.
 
 pub mod add;
 pub mod archive;
