@@ -41,12 +41,8 @@ pub enum AddError {
     BadChecksum { value: String },
     #[error("When using ADD with more than one source file, the destination must be a directory and end with a /")]
     ManySources,
-    #[error("downloading {url}: {source}")]
-    Download {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error("downloading {url}: {reason}")]
+    Download { url: String, reason: String },
     #[error("downloading {url}: the server answered {status}")]
     Status { url: String, status: u16 },
     #[error("downloading {url}: {source}")]
@@ -332,9 +328,19 @@ impl AddSources {
 
 /// Downloads `url` into `path`, hashing on the way.
 fn download(url: &str, path: &Path) -> Result<Fetched, AddError> {
-    let download_err = |source| AddError::Download {
-        url: url.to_string(),
-        source,
+    // reqwest's own message hides the cause ("error sending request"):
+    // spell out the whole chain (connection refused, certificate, ...).
+    let download_err = |e: reqwest::Error| {
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            reason.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        AddError::Download {
+            url: url.to_string(),
+            reason,
+        }
     };
     let client = reqwest::blocking::Client::builder()
         .build()
@@ -421,6 +427,39 @@ mod tests {
         assert_eq!(file_name("http://h/f.txt#frag"), "f.txt");
         assert_eq!(file_name("http://h"), "download");
         assert_eq!(file_name("http://h/"), "download");
+    }
+
+    #[test]
+    fn shared_staged_files_become_hard_links_to_the_first_in_layer_order() {
+        let staged = PathBuf::from("/stage/1");
+        let file = |path: &str, abs: &Path| Planned {
+            path: path.into(),
+            content: Content::File {
+                abs: abs.to_path_buf(),
+                size: 1,
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        };
+        let out = relink(
+            vec![
+                file("a/link", &staged),
+                file("z/file", &staged),
+                file("ctx", Path::new("/context/ctx")),
+                file("ctx2", Path::new("/context/ctx")),
+            ],
+            Path::new("/stage"),
+        );
+        assert!(matches!(out[0].content, Content::File { .. }));
+        assert_eq!(
+            out[1].content,
+            Content::Special(LayerKind::Hardlink {
+                target: "a/link".into()
+            })
+        );
+        // Context files copied twice stay two files.
+        assert!(matches!(out[3].content, Content::File { .. }));
     }
 
     #[test]

@@ -328,6 +328,100 @@ fn join(base: &str, name: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A tar of (name, type, link, body) entries.
+    fn tar_of(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, link, body) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_mode(0o640);
+            header.set_uid(5);
+            header.set_gid(6);
+            header.set_size(body.len() as u64);
+            if !link.is_empty() {
+                header.set_link_name(link).unwrap();
+            }
+            builder.append_data(&mut header, name, *body).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn extract_all(bytes: Vec<u8>, dest: &str) -> Result<Vec<Planned>, AddError> {
+        let home = tempfile::tempdir().unwrap();
+        let mut staging = Staging::new(home.path()).unwrap();
+        let lower = LowerFs::empty();
+        let target = Target {
+            name: "t.tar",
+            dest,
+            lower: &lower,
+            owner: None,
+            chmod: None,
+        };
+        extract(Box::new(io::Cursor::new(bytes)), &target, &mut staging)
+    }
+
+    #[test]
+    fn entries_land_under_the_destination_with_their_metadata() {
+        use tar::EntryType::*;
+        let planned = extract_all(
+            tar_of(&[
+                ("./", Directory, "", b""),
+                ("z/file", Regular, "", b"data"),
+                ("a/link", Link, "z/file", b""),
+                ("sym", Symlink, "z/file", b""),
+                ("fifo", Fifo, "", b""),
+            ]),
+            "opt/app",
+        )
+        .unwrap();
+        let paths: Vec<&str> = planned.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "opt/app/z/file",
+                "opt/app/a/link",
+                "opt/app/sym",
+                "opt/app/fifo"
+            ]
+        );
+        let file = &planned[0];
+        assert!(matches!(file.content, Content::File { size: 4, .. }));
+        assert_eq!((file.mode, file.uid, file.gid), (0o640, 5, 6));
+        // The hard link shares the staged content until `relink`.
+        assert_eq!(planned[1].content, file.content);
+        assert_eq!(planned[2].content, Content::Symlink("z/file".into()));
+        assert_eq!(planned[2].mode, 0o777);
+        assert_eq!(planned[3].content, Content::Special(LayerKind::Fifo));
+    }
+
+    #[test]
+    fn unsafe_entries_are_refused() {
+        use tar::EntryType::*;
+        let refused = |entries: &[(&str, tar::EntryType, &str, &[u8])]| {
+            matches!(
+                extract_all(tar_of(entries), "dest"),
+                Err(AddError::UnsafeEntry { .. })
+            )
+        };
+        assert!(refused(&[("l", Link, "missing", b"")]));
+        assert!(refused(&[("l", Link, "../../etc/passwd", b"")]));
+        assert!(refused(&[("s", Symlink, "../..", b"")]));
+        assert!(refused(&[
+            ("s", Symlink, "/", b""),
+            ("s/x", Regular, "", b"x")
+        ]));
+        // A symlink replaced by a directory is safe to write through.
+        assert!(!refused(&[
+            ("s", Symlink, "/", b""),
+            ("s", Directory, "", b""),
+            ("s/x", Regular, "", b"x")
+        ]));
+        assert!(!refused(&[
+            ("s", Symlink, "/etc", b""),
+            ("in", Symlink, "a/../b", b"")
+        ]));
+    }
+
     #[test]
     fn names_are_cleaned_or_refused() {
         assert_eq!(clean("./a/b"), Ok(Some("a/b".into())));

@@ -290,6 +290,22 @@ fn hostile_archives_never_write_outside_the_destination() {
             "{name}: no output after a refused archive"
         );
     }
+    // A symlink already in the image that leads out of the destination is
+    // not followed either (Docker would follow it inside the image root).
+    let ctx = Context::new()
+        .file(
+            "Dockerfile",
+            "FROM scratch\nCOPY tree/ /safe/\nADD evil.tar /safe/\n",
+        )
+        .symlink("tree/d", "/etc")
+        .file("evil.tar", hostile_tar(&[("d/passwd", Regular, "")]));
+    let built = build_with(&Imgb::new(), &ctx);
+    built
+        .run
+        .exit_code(1)
+        .stderr_has("Dockerfile:3")
+        .stderr_has("d/passwd")
+        .stderr_has("symlink");
     // An absolute entry name is confined to the destination (as moby does).
     let ctx = Context::new()
         .file("Dockerfile", "FROM scratch\nADD abs.tar /safe/\n")
@@ -464,6 +480,20 @@ fn missing_urls_and_git_sources_fail_clearly() {
         .exit_code(1)
         .stderr_has(&url)
         .stderr_has("404");
+    let ctx = Context::new()
+        .file(
+            "Dockerfile",
+            format!(
+                "FROM scratch\nADD --checksum=sha256:{} local.txt /x\n",
+                "a".repeat(64)
+            ),
+        )
+        .file("local.txt", "x");
+    build_with(&Imgb::new(), &ctx)
+        .run
+        .exit_code(1)
+        .stderr_has("--checksum")
+        .stderr_has("local.txt");
     let ctx = Context::new().file(
         "Dockerfile",
         "FROM scratch\nADD https://example.invalid/repo.git /src\n",
