@@ -9,8 +9,10 @@ mod world;
 
 mod add;
 mod build;
+mod build_registry;
 mod cli;
 mod export;
+mod parse;
 mod plan;
 mod registry;
 mod smoke;
