@@ -504,3 +504,31 @@ fn missing_urls_and_git_sources_fail_clearly() {
         .stderr_has("git")
         .stderr_has("Dockerfile:2");
 }
+
+#[test]
+fn the_same_archive_gives_the_same_layer_whatever_its_compression() {
+    let scratch = tempfile::tempdir().expect("tmp");
+    let src = archive_source(scratch.path());
+    let imgb = Imgb::new();
+    let mut diff_ids = Vec::new();
+    for (name, compressor) in [
+        ("a.tar", None),
+        ("a.tar.gz", Some("gzip")),
+        ("a.tar.xz", Some("xz")),
+    ] {
+        let ctx = Context::new().file("Dockerfile", format!("FROM scratch\nADD {name} /x/\n"));
+        make_archive(&src, &ctx.join(name), compressor);
+        let built = build_with(&imgb, &ctx);
+        built.run.success();
+        let config: serde_json::Value = serde_json::from_str(&run_ok(
+            Command::new(require_tool("skopeo"))
+                .args(["inspect", "--config"])
+                .arg(format!("oci:{}:t", built.layout().display())),
+        ))
+        .expect("config JSON");
+        diff_ids.push(config["rootfs"]["diff_ids"].clone());
+    }
+    assert_eq!(diff_ids[0].as_array().map(Vec::len), Some(1));
+    assert_eq!(diff_ids[0], diff_ids[1], "gzip");
+    assert_eq!(diff_ids[0], diff_ids[2], "xz");
+}
