@@ -10,7 +10,8 @@
 //! unpacker does, an absolute entry name is taken relative to the
 //! destination, while a name that climbs out with `..`, a relative symlink
 //! target that leaves the destination, and an entry written through a
-//! symlink are refused.
+//! symlink are refused. So are whiteout names (`.wh.*`): in a layer they
+//! would delete lower content instead of being files.
 //!
 //! File contents are streamed into a staging directory (one file per entry)
 //! so the layer writer can read them like context files.
@@ -20,7 +21,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
-use crate::layer::EntryKind as LayerKind;
+use crate::layer::{EntryKind as LayerKind, WHITEOUT_PREFIX};
 
 use super::add::{AddError, Staging};
 use super::copy::{Content, Planned};
@@ -170,6 +171,13 @@ pub fn extract(
         let Some(rel) = clean(&raw).map_err(|reason| unsafe_entry(&raw, reason))? else {
             continue; // the archive's root: the destination keeps its own metadata
         };
+        // A `.wh.` name in a layer means "delete": it cannot stand for a file.
+        if rel.split('/').any(|part| part.starts_with(WHITEOUT_PREFIX)) {
+            return Err(unsafe_entry(
+                &raw,
+                "has a whiteout name (`.wh.`), which a layer cannot hold as a file",
+            ));
+        }
         check_parents(&rel, target, &dirs, &links).map_err(|reason| unsafe_entry(&raw, reason))?;
         let header = entry.header();
         let entry_type = header.entry_type();
