@@ -266,6 +266,16 @@ impl AddSources {
             chmod,
         };
         let mut out = planned;
+        // An extracted archive makes its destination a directory, even when
+        // the archive is empty.
+        let dest_entry = Planned {
+            path: dest_dir.clone(),
+            content: Content::Dir,
+            mode: 0o755,
+            uid: owner.map_or(0, |o| o.uid),
+            gid: owner.map_or(0, |o| o.gid),
+        };
+        let needs_dest = !dest_dir.is_empty() && !lower.is_dir(&dest_dir);
         if self.unpack != Some(false) {
             for abs in candidates {
                 let opened = archive::open(abs).map_err(|source| AddError::Io {
@@ -281,6 +291,9 @@ impl AddSources {
                         ..target
                     };
                     out.extend(archive::extract(stream, &target, &mut self.staging)?);
+                    if needs_dest {
+                        out.push(dest_entry.clone());
+                    }
                 }
             }
         }
@@ -304,6 +317,9 @@ impl AddSources {
                         ..target
                     };
                     out.extend(archive::extract(stream, &target, &mut self.staging)?);
+                    if needs_dest {
+                        out.push(dest_entry.clone());
+                    }
                     continue;
                 }
             }

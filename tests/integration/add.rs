@@ -160,7 +160,8 @@ fn local_archives_are_extracted_whatever_their_compression() {
              ADD a.tar.zst /zst/\n\
              ADD --unpack=false a.tar.gz /kept/\n\
              ADD --chown=7:8 a.tar.gz /owned/\n\
-             ADD fake.tar.gz notes.txt /files/\n",
+             ADD fake.tar.gz notes.txt /files/\n\
+             ADD empty.tar /empty\n",
         )
         .file("old.txt", "OLD")
         .file("notes.txt", "just notes")
@@ -168,6 +169,9 @@ fn local_archives_are_extracted_whatever_their_compression() {
     let scratch = tempfile::tempdir().expect("tmp");
     let src = archive_source(scratch.path());
     make_archive(&src, &ctx.join("archive.bin"), None);
+    let empty = scratch.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    make_archive(&empty, &ctx.join("empty.tar"), None);
     make_archive(&src, &ctx.join("a.tar.gz"), Some("gzip"));
     make_archive(&src, &ctx.join("a.tar.bz2"), Some("bzip2"));
     make_archive(&src, &ctx.join("a.tar.xz"), Some("xz"));
@@ -214,6 +218,7 @@ fn local_archives_are_extracted_whatever_their_compression() {
         "file 644 0:0 not really an archive",
     );
     has(&tree, "files/notes.txt", "file 644 0:0 just notes");
+    has(&tree, "empty", "dir 755 0:0");
 }
 
 /// A tar with the given (name, type, link) entries, raw names kept as they
