@@ -13,6 +13,7 @@ pub mod plan;
 pub mod progress;
 pub mod registry;
 pub mod settings;
+pub mod stdin_context;
 pub mod store;
 
 use std::process::ExitCode;
