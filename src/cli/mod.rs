@@ -55,7 +55,13 @@ pub fn main() -> ExitCode {
         Err(failure) => {
             let code = failure.exit_code();
             let (Failure::User(err) | Failure::Usage(err)) = failure;
-            eprintln!("error: {err:#}");
+            // Rendered once, here; red only on a terminal without NO_COLOR.
+            let label = if progress::colour_allowed() {
+                "\x1b[1;31merror\x1b[0m"
+            } else {
+                "error"
+            };
+            eprintln!("{label}: {err:#}");
             ExitCode::from(code)
         }
     }

@@ -86,7 +86,8 @@ pub struct Summary<'a> {
     pub executed: usize,
 }
 
-/// Prints events to stderr in the chosen mode.
+/// Prints events to stderr in the chosen mode. Dropping it before
+/// [`Printer::summary`] marks the unfinished steps as failed.
 pub struct Printer {
     mode: ProgressMode,
     colour: bool,
@@ -99,6 +100,9 @@ struct PrinterState {
     counter: usize,
     finished: usize,
     ids: HashMap<(String, usize), usize>,
+    /// Steps started and not finished: when the build ends early, the
+    /// step that failed.
+    running: std::collections::BTreeMap<usize, String>,
     live: Option<LiveView>,
 }
 
@@ -242,10 +246,13 @@ impl Printer {
             }
             (_, Some(id)) => *id,
         };
-        if status != StepStatus::Running {
-            state.finished += 1;
-        }
         let label = format!("[{stage} {index}/{total}] {text}");
+        if status == StepStatus::Running {
+            state.running.insert(id, label.clone());
+        } else {
+            state.finished += 1;
+            state.running.remove(&id);
+        }
         match self.mode {
             ProgressMode::Quiet => {}
             ProgressMode::Plain => {
@@ -327,6 +334,15 @@ impl Drop for Printer {
     /// leave it marked, so the live view does not end on a spinner.
     fn drop(&mut self) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for id in state.running.keys() {
+            match self.mode {
+                ProgressMode::Plain => eprintln!("#{id} ERROR"),
+                ProgressMode::RawJson => emit_json(&serde_json::json!({
+                    "type": "step", "id": id, "status": "error",
+                })),
+                ProgressMode::Tty | ProgressMode::Quiet => {}
+            }
+        }
         if let Some(live) = state.live.take() {
             let colour = self.colour;
             let header = format!(

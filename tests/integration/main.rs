@@ -11,5 +11,6 @@ mod build;
 mod cli;
 mod export;
 mod plan;
+mod progress;
 mod registry;
 mod smoke;
