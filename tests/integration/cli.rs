@@ -15,7 +15,17 @@ fn help_lists_every_command_with_examples() {
     let run = Imgb::new().run(["--help"]);
     run.success();
     for command in [
-        "build", "parse", "pull", "push", "login", "logout", "images", "inspect", "prune", "du",
+        "build",
+        "parse",
+        "pull",
+        "push",
+        "login",
+        "logout",
+        "images",
+        "inspect",
+        "prune",
+        "du",
+        "completions",
     ] {
         assert!(
             run.stdout
@@ -27,7 +37,17 @@ fn help_lists_every_command_with_examples() {
     }
     run.stdout_has("Examples:");
     for command in [
-        "build", "parse", "pull", "push", "login", "inspect", "prune",
+        "build",
+        "parse",
+        "pull",
+        "push",
+        "login",
+        "logout",
+        "images",
+        "inspect",
+        "prune",
+        "du",
+        "completions",
     ] {
         Imgb::new()
             .run([command, "--help"])

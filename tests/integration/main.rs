@@ -10,6 +10,7 @@ mod world;
 mod build;
 mod cli;
 mod export;
+mod images;
 mod plan;
 mod progress;
 mod registry;
