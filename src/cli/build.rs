@@ -27,6 +27,8 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(anyhow!(e)))?;
     let printer = Printer::new(mode, super::progress::colour_allowed());
 
+    check_names_and_outputs(args)?;
+
     // `-`: a context tar (or a lone Dockerfile) on stdin, unpacked into a
     // directory that lives as long as this build.
     let stdin_context = if args.context == "-" {
@@ -307,6 +309,27 @@ fn resolve_bases(
         );
     }
     Ok(bases)
+}
+
+/// Docker checks tags and outputs before building: a typo in `-t` or `-o`
+/// must not cost a whole build.
+fn check_names_and_outputs(args: &BuildArgs) -> Result<(), Failure> {
+    for tag in &args.tags {
+        normalise_tag(tag)?;
+    }
+    let mut named_registry_output = false;
+    for spec in &args.outputs {
+        let target = ExportTarget::parse(spec).map_err(|e| Failure::Usage(anyhow!("{e}")))?;
+        if let ExportTarget::Registry { names } = &target {
+            named_registry_output |= !names.is_empty();
+        }
+    }
+    if args.push && args.tags.is_empty() && !named_registry_output {
+        return Err(Failure::Usage(anyhow!(
+            "--push needs a name: add -t REGISTRY/REPO:TAG"
+        )));
+    }
+    Ok(())
 }
 
 /// The store name of a `-t` tag: Docker's normalised reference

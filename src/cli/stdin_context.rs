@@ -42,6 +42,24 @@ pub struct StdinContext {
     pub dockerfile: Option<String>,
 }
 
+/// Removes contexts left by imgb processes that died before their `Drop`
+/// ran (Ctrl-C): a directory is `<pid>-<nanos>`, stale once `/proc/<pid>`
+/// is gone.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !Path::new("/proc").join(pid.to_string()).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
 /// The POSIX tar magic (`ustar`) sits at offset 257 of the first header.
 fn is_tar(head: &[u8]) -> bool {
     head.len() >= 262 && &head[257..262] == b"ustar"
@@ -58,9 +76,9 @@ pub fn from_reader(state: &Path, reader: impl Read) -> Result<StdinContext, Fail
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let dir = state
-        .join("context-tmp")
-        .join(format!("{}-{nanos}", std::process::id()));
+    let parent = state.join("context-tmp");
+    remove_stale(&parent);
+    let dir = parent.join(format!("{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| {
         Failure::Usage(anyhow!(
             "cannot create a context directory {}: {e}",
@@ -133,6 +151,21 @@ mod tests {
         assert_eq!(std::fs::read(dir.join("a/b.txt")).unwrap(), b"hi");
         drop(got);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn contexts_of_dead_processes_are_removed() {
+        let state = tempfile::tempdir().unwrap();
+        // PIDs never exceed 2^22 on Linux.
+        let stale = state.path().join("context-tmp/4194305-1");
+        let alive = state
+            .path()
+            .join(format!("context-tmp/{}-1", std::process::id()));
+        std::fs::create_dir_all(stale.join("sub")).unwrap();
+        std::fs::create_dir_all(&alive).unwrap();
+        let _ctx = from_reader(state.path(), Cursor::new(b"FROM scratch\n".to_vec())).unwrap();
+        assert!(!stale.exists());
+        assert!(alive.exists());
     }
 
     #[test]

@@ -63,3 +63,27 @@ fn unknown_flags_are_usage_errors() {
         .exit_code(2)
         .stderr_has("--no-such-flag");
 }
+
+#[test]
+fn bad_tags_and_outputs_are_refused_before_building() {
+    let ctx = crate::harness::Context::new()
+        .file("Dockerfile", "FROM scratch\nCOPY a /a\n")
+        .file("a", "a");
+    let dir = ctx.path().to_str().unwrap();
+    for (args, message) in [
+        (vec!["-t", "Bad Name"], "invalid tag"),
+        (vec!["-o", "type=bogus"], "unknown type"),
+        (vec!["--push"], "--push needs a name"),
+    ] {
+        let mut all = vec!["build", "--progress=plain"];
+        all.extend(args);
+        all.push(dir);
+        let run = Imgb::new().run(all);
+        run.exit_code(2).stderr_has(message);
+        assert!(
+            !run.stderr.contains("#1 "),
+            "built before refusing:\n{}",
+            run.stderr
+        );
+    }
+}
