@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 
 use crate::dockerfile::error::ExpandError;
+use crate::dockerfile::pattern::{parse_pattern, replace, trim_prefix, trim_suffix, Tok};
 
 /// How the lexer looks a variable up: `None` when it is not set.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -90,6 +91,7 @@ impl Lexer {
             pos: 0,
             lookup,
             raw_escapes: self.raw_escapes,
+            depth: 0,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         };
@@ -155,9 +157,14 @@ struct State<'a> {
     pos: usize,
     lookup: Lookup<'a>,
     raw_escapes: bool,
+    /// `${` nesting depth, bounded so hostile input cannot exhaust the stack.
+    depth: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
+
+/// How deeply `${a:-${b:-...}}` may nest.
+const MAX_DEPTH: usize = 128;
 
 impl State<'_> {
     fn peek(&self) -> Option<char> {
@@ -356,6 +363,16 @@ impl State<'_> {
     }
 
     fn dollar(&mut self) -> Result<String, ExpandError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(ExpandError::TooDeep { word: self.word() });
+        }
+        self.depth += 1;
+        let out = self.dollar_inner();
+        self.depth -= 1;
+        out
+    }
+
+    fn dollar_inner(&mut self) -> Result<String, ExpandError> {
         self.pos += 1; // the '$'
         if self.peek() != Some('{') {
             let name = self.name();
@@ -481,148 +498,4 @@ impl State<'_> {
             pattern: pattern.to_string(),
         })
     }
-}
-
-/// One element of a shell pattern.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tok {
-    Star,
-    Any,
-    Lit(char),
-}
-
-/// Parses a `${v#pattern}` pattern: `*`, `?`, and `\` escaping `*`, `?`,
-/// `\` (an escaped `}` or `/` loses its backslash). Bracket expressions are
-/// not supported, as in BuildKit.
-fn parse_pattern(pattern: &str) -> Option<Vec<Tok>> {
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut out = Vec::with_capacity(chars.len());
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '*' => out.push(Tok::Star),
-            '?' => out.push(Tok::Any),
-            '\\' => match chars.get(i + 1) {
-                Some('}' | '/') => {}
-                Some(&c @ ('*' | '?' | '\\')) => {
-                    out.push(Tok::Lit(c));
-                    i += 1;
-                }
-                _ => return None,
-            },
-            c => out.push(Tok::Lit(c)),
-        }
-        i += 1;
-    }
-    Some(out)
-}
-
-/// Whether `pat` matches all of `text`.
-fn glob_match(pat: &[Tok], text: &[char]) -> bool {
-    // Iterative matcher with single-star backtracking: linear for the
-    // patterns Dockerfiles use, and no recursion on hostile input.
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pat.get(p) {
-            Some(Tok::Star) => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(Tok::Any) => {
-                p += 1;
-                t += 1;
-            }
-            Some(Tok::Lit(c)) if *c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pat[p.min(pat.len())..].iter().all(|t| *t == Tok::Star)
-}
-
-fn trim_prefix(pat: &[Tok], value: &[char], greedy: bool) -> String {
-    let ends: Box<dyn Iterator<Item = usize>> = if greedy {
-        Box::new((0..=value.len()).rev())
-    } else {
-        Box::new(0..=value.len())
-    };
-    for end in ends {
-        if glob_match(pat, &value[..end]) {
-            return value[end..].iter().collect();
-        }
-    }
-    value.iter().collect()
-}
-
-fn trim_suffix(pat: &[Tok], value: &[char], greedy: bool) -> String {
-    let starts: Box<dyn Iterator<Item = usize>> = if greedy {
-        Box::new(0..=value.len())
-    } else {
-        Box::new((0..=value.len()).rev())
-    };
-    for start in starts {
-        if glob_match(pat, &value[start..]) {
-            return value[..start].iter().collect();
-        }
-    }
-    value.iter().collect()
-}
-
-/// The leftmost, then longest, match at or after `from`.
-fn find(pat: &[Tok], value: &[char], from: usize) -> Option<(usize, usize)> {
-    (from..=value.len()).find_map(|start| {
-        (start..=value.len())
-            .rev()
-            .find(|&end| glob_match(pat, &value[start..end]))
-            .map(|end| (start, end))
-    })
-}
-
-fn replace(pat: &[Tok], value: &[char], replacement: &str, all: bool) -> String {
-    let mut out = String::new();
-    let mut pos = 0;
-    let mut last_end: Option<usize> = None;
-    while pos <= value.len() {
-        let Some((start, end)) = find(pat, value, pos) else {
-            break;
-        };
-        // An empty match right after a previous match is ignored (Go's
-        // ReplaceAll rule).
-        if start == end && last_end == Some(start) {
-            if start < value.len() {
-                out.push(value[start]);
-            }
-            pos = start + 1;
-            continue;
-        }
-        out.extend(&value[pos..start]);
-        out.push_str(replacement);
-        last_end = Some(end);
-        if !all {
-            pos = end;
-            break;
-        }
-        if start == end {
-            if start < value.len() {
-                out.push(value[start]);
-            }
-            pos = start + 1;
-        } else {
-            pos = end;
-        }
-    }
-    if pos <= value.len() {
-        out.extend(&value[pos..]);
-    }
-    out
 }

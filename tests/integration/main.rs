@@ -8,9 +8,11 @@ mod harness;
 mod world;
 
 mod build;
+mod build_registry;
 mod cli;
 mod export;
 mod images;
+mod parse;
 mod plan;
 mod progress;
 mod registry;
