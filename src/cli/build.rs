@@ -26,7 +26,8 @@ use crate::store::ContentStore;
 pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
     let mode = ProgressMode::from_env(args.progress.as_deref(), args.quiet)
         .map_err(|e| Failure::Usage(anyhow!(e)))?;
-    let printer = Printer::new(mode, super::progress::colour_allowed());
+    // Shared with the registry client's transfer callback.
+    let printer = std::sync::Arc::new(Printer::new(mode, super::progress::colour_allowed()));
 
     check_names_and_outputs(args)?;
 
@@ -90,10 +91,12 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
     let store = ContentStore::open(state)
         .with_context(|| format!("opening the state directory {}", state.display()))
         .map_err(Failure::Usage)?;
-    let client = crate::registry::RegistryClient::new(super::registry::client_options(
-        state,
-        &args.registry,
-    ));
+    let mut client_opts = super::registry::client_options(state, &args.registry);
+    let transfers = std::sync::Arc::clone(&printer);
+    client_opts.progress = Some(crate::registry::Progress::new(move |e| {
+        transfers.transfer(e)
+    }));
+    let client = crate::registry::RegistryClient::new(client_opts);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -123,7 +126,7 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
         no_cache_stages: args.no_cache_filter.clone(),
         layer,
     };
-    let output = engine::build(&plan, &context, &store, &bases, &engine_opts, &printer)
+    let output = engine::build(&plan, &context, &store, &bases, &engine_opts, &*printer)
         .map_err(|f| step_failure(&dockerfile_name, &text, &plan, f))?;
 
     let manifest = export::commit_image(

@@ -234,6 +234,37 @@ impl Printer {
         }
     }
 
+    /// A registry transfer: blobs pulled for base images and pushed with
+    /// `--push`, with their sizes, and retries.
+    pub fn transfer(&self, event: &crate::registry::Event) {
+        use crate::registry::Event as T;
+        if self.mode == ProgressMode::RawJson {
+            let value = match event {
+                T::Fetched { digest, size } => {
+                    serde_json::json!({"type": "transfer", "event": "fetched", "digest": digest.to_string(), "size": size})
+                }
+                T::Uploaded { digest, size } => {
+                    serde_json::json!({"type": "transfer", "event": "uploaded", "digest": digest.to_string(), "size": size})
+                }
+                T::AlreadyPresent { digest } => {
+                    serde_json::json!({"type": "transfer", "event": "present", "digest": digest.to_string()})
+                }
+                T::Mounted { digest, from } => {
+                    serde_json::json!({"type": "transfer", "event": "mounted", "digest": digest.to_string(), "from": from})
+                }
+                T::ManifestPut { target } => {
+                    serde_json::json!({"type": "transfer", "event": "manifest", "target": target})
+                }
+                T::Retrying { .. } => {
+                    serde_json::json!({"type": "transfer", "event": "retrying", "text": event_text(event)})
+                }
+            };
+            emit_json(&value);
+        } else {
+            self.line(&event_text(event));
+        }
+    }
+
     fn step(&self, stage: &str, index: usize, total: usize, text: &str, status: StepStatus) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let key = (stage.to_string(), index);
@@ -358,6 +389,29 @@ impl Drop for Printer {
                 }
             });
         }
+    }
+}
+
+fn event_text(event: &crate::registry::Event) -> String {
+    use crate::registry::Event as T;
+    let short = |d: &Sha256Digest| d.hex()[..12].to_string();
+    let size = |n: &u64| super::store::human_size(*n);
+    match event {
+        T::Fetched { digest, size: n } => format!("pulled {} ({})", short(digest), size(n)),
+        T::Uploaded { digest, size: n } => format!("pushed {} ({})", short(digest), size(n)),
+        T::AlreadyPresent { digest } => format!("{}: already there", short(digest)),
+        T::Mounted { digest, from } => format!("{}: mounted from {from}", short(digest)),
+        T::ManifestPut { target } => format!("manifest put as {target}"),
+        T::Retrying {
+            registry,
+            what,
+            attempt,
+            reason,
+            delay,
+        } => format!(
+            "{registry}: {what} failed ({reason}); retry {attempt} in {:.1}s",
+            delay.as_secs_f64()
+        ),
     }
 }
 

@@ -293,3 +293,54 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+#[test]
+fn rawjson_reports_registry_transfers_with_sizes() {
+    use crate::world::{self, Flavour};
+    let registry = world::registry(Flavour::Plain);
+    world::push_busybox(registry, "progress/busybox");
+    let imgb = crate::registry::imgb_for(registry);
+    let ctx = Context::new()
+        .file(
+            "Dockerfile",
+            format!("FROM {}/progress/busybox\nCOPY f /f\n", registry.addr),
+        )
+        .file("f", "x");
+    let pushed = format!("{}/progress/app:1", registry.addr);
+    let run = crate::registry::run(
+        &imgb,
+        registry,
+        &[
+            "build",
+            "--progress=rawjson",
+            "--push",
+            "-t",
+            &pushed,
+            ctx.path().to_str().unwrap(),
+        ],
+    );
+    run.success();
+    let events: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let transfers = |kind: &str| -> Vec<&serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e["type"] == "transfer" && e["event"] == kind)
+            .collect()
+    };
+    let fetched = transfers("fetched");
+    assert!(!fetched.is_empty(), "{}", run.stderr);
+    assert!(fetched.iter().all(|e| e["size"].as_u64() > Some(0)
+        && e["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:"))));
+    assert!(
+        !transfers("uploaded").is_empty() || !transfers("mounted").is_empty(),
+        "{}",
+        run.stderr
+    );
+    assert!(!transfers("manifest").is_empty(), "{}", run.stderr);
+}
