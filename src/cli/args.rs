@@ -41,7 +41,14 @@ Examples:
   imgb build .
   imgb build -f docker/Dockerfile.prod -t app:1.2 --build-arg VERSION=1.2 .
   imgb build --target test --no-cache .
-  imgb build -o type=oci,dest=app.tar .")]
+  imgb build -o type=oci,dest=app.tar .
+  tar -C app -c . | imgb build -t app:dev -        context as a tar on stdin
+  imgb build -t app:dev - < Dockerfile             a Dockerfile, no context
+  imgb build --progress=rawjson . 2> events.jsonl  one JSON event per line
+  id=$(imgb build -q .)                            only the image id
+
+Progress: --progress auto|tty|plain|rawjson|quiet, or IMGB_PROGRESS /
+BUILDKIT_PROGRESS; auto is tty on a terminal, else plain. NO_COLOR disables colour.")]
     Build(BuildArgs),
     /// Parse a Dockerfile and print its instructions.
     #[command(after_help = "\
