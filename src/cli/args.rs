@@ -41,7 +41,14 @@ Examples:
   imgb build .
   imgb build -f docker/Dockerfile.prod -t app:1.2 --build-arg VERSION=1.2 .
   imgb build --target test --no-cache .
-  imgb build -o type=oci,dest=app.tar .")]
+  imgb build -o type=oci,dest=app.tar .
+  tar -C app -c . | imgb build -t app:dev -        context as a tar on stdin
+  imgb build -t app:dev - < Dockerfile             a Dockerfile, no context
+  imgb build --progress=rawjson . 2> events.jsonl  one JSON event per line
+  id=$(imgb build -q .)                            only the image id
+
+Progress: --progress auto|tty|plain|rawjson|quiet, or IMGB_PROGRESS /
+BUILDKIT_PROGRESS; auto is tty on a terminal, else plain. NO_COLOR disables colour.")]
     Build(BuildArgs),
     /// Parse a Dockerfile and print its instructions.
     #[command(after_help = "\
@@ -70,23 +77,43 @@ Examples:
     #[command(after_help = "Examples:\n  imgb logout registry.example.com")]
     Logout(LogoutArgs),
     /// List the images in the local store.
-    #[command(after_help = "Examples:\n  imgb images")]
-    Images,
+    #[command(after_help = "\
+Examples:
+  imgb images
+  imgb images --digests
+  imgb images -q                   image ids only
+  imgb images --format json        one JSON object per line")]
+    Images(ImagesArgs),
     /// Show an image's manifest and config.
     #[command(after_help = "\
 Examples:
   imgb inspect app:1.2
-  imgb inspect oci:./layout:latest")]
+  imgb inspect oci:./layout:latest
+  imgb inspect --format '{{.Config.Cmd}}' app:1.2
+  imgb inspect --format '{{json .Config.Labels}}' app:1.2
+  imgb inspect --format '{{index .Config.Labels \"version\"}}' app:1.2
+
+--format takes a small subset of Go templates: {{.Path}}, {{json .Path}},
+{{index .Path \"key\"}}, {{join .Path \"sep\"}}, {{upper .Path}}, {{lower .Path}}.")]
     Inspect(InspectArgs),
     /// Remove what no image or cache entry refers to.
     #[command(after_help = "\
 Examples:
   imgb prune
-  imgb prune --keep-storage 10GB")]
+  imgb prune --keep-storage 10GB
+  imgb prune --filter until=24h     drop cache entries unused for a day
+  imgb prune --all --filter until=168h")]
     Prune(PruneArgs),
     /// Show what takes space in the state directory.
     #[command(after_help = "Examples:\n  imgb du")]
     Du,
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  imgb completions bash > /etc/bash_completion.d/imgb
+  imgb completions zsh > \"${fpath[1]}/_imgb\"
+  imgb completions fish > ~/.config/fish/completions/imgb.fish")]
+    Completions(CompletionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -224,11 +251,30 @@ pub struct LogoutArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Show manifest digests.
+    #[arg(long)]
+    pub digests: bool,
+    /// Print image ids only.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format: table or json (one object per line).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
 pub struct InspectArgs {
     /// An image in the store or `oci:DIR[:TAG]`.
     pub reference: String,
-    /// Render with a template instead of JSON.
-    #[arg(long)]
+    /// Render with a template instead of JSON (`{{.Config.Cmd}}`, `{{json .Config}}`).
+    #[arg(short, long, value_name = "TEMPLATE")]
     pub format: Option<String>,
 }
 
@@ -240,6 +286,10 @@ pub struct PruneArgs {
     /// Keep this much storage (e.g. `10GB`).
     #[arg(long, value_name = "SIZE")]
     pub keep_storage: Option<String>,
+    /// `until=DURATION` (`24h`, `90m`, `1h30m`): only what was last used
+    /// (cache) or created (images, with --all) longer ago than that.
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
     /// Re-hash every blob and report those that do not match their name.
     #[arg(long)]
     pub verify: bool,

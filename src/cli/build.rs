@@ -11,7 +11,7 @@ use anyhow::{anyhow, Context};
 use super::args::BuildArgs;
 use super::parse::render_error;
 use super::plan::{plan_failure, plan_options};
-use super::progress::{Printer, ProgressMode};
+use super::progress::{Printer, ProgressMode, Summary};
 use super::Failure;
 use crate::context::BuildContext;
 use crate::dockerfile::{self, Span};
@@ -24,43 +24,64 @@ use crate::store::ContentStore;
 
 /// Runs `imgb build`.
 pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
-    let mode = ProgressMode::parse(
-        args.progress
-            .as_deref()
-            .or(std::env::var("BUILDKIT_PROGRESS").ok().as_deref()),
-        args.quiet,
-    )
-    .map_err(|e| Failure::Usage(anyhow!(e)))?;
-    let printer = Printer::new(mode);
+    let mode = ProgressMode::from_env(args.progress.as_deref(), args.quiet)
+        .map_err(|e| Failure::Usage(anyhow!(e)))?;
+    // Shared with the registry client's transfer callback.
+    let printer = std::sync::Arc::new(Printer::new(mode, super::progress::colour_allowed()));
 
-    if args.context == "-" {
-        return Err(Failure::Usage(anyhow!(
-            "a build context from stdin (`-`) is not supported yet; pass a directory"
-        )));
-    }
-    let context_dir = PathBuf::from(&args.context);
+    check_names_and_outputs(args)?;
+
+    // `-`: a context tar (or a lone Dockerfile) on stdin, unpacked into a
+    // directory that lives as long as this build.
+    let stdin_context = if args.context == "-" {
+        if args.file.as_deref() == Some("-") {
+            return Err(Failure::Usage(anyhow!(
+                "the context and the Dockerfile cannot both be read from stdin"
+            )));
+        }
+        Some(super::stdin_context::read(state)?)
+    } else {
+        None
+    };
+    let context_dir = match &stdin_context {
+        Some(c) => c.context.dir().to_path_buf(),
+        None => PathBuf::from(&args.context),
+    };
     if !context_dir.is_dir() {
         return Err(Failure::User(anyhow!(
             "unable to prepare context: path {:?} not found or not a directory",
             args.context
         )));
     }
-    let (dockerfile_name, dockerfile_path) = match args.file.as_deref() {
-        Some("-") => ("<stdin>".to_string(), None),
-        Some(f) => (f.to_string(), Some(PathBuf::from(f))),
-        None => {
+    let stdin_dockerfile = stdin_context.as_ref().and_then(|c| c.dockerfile.clone());
+    let (dockerfile_name, dockerfile_path) = match (args.file.as_deref(), &stdin_dockerfile) {
+        (Some(_), Some(_)) => {
+            return Err(Failure::Usage(anyhow!(
+                "stdin holds a Dockerfile, not a context tar: -f cannot be used with it"
+            )))
+        }
+        (None, Some(_)) | (Some("-"), None) => ("<stdin>".to_string(), None),
+        // Docker: with a context tar on stdin, -f names a file inside it.
+        (Some(f), None) if stdin_context.is_some() => (f.to_string(), Some(context_dir.join(f))),
+        (Some(f), None) => (f.to_string(), Some(PathBuf::from(f))),
+        (None, None) => {
             let p = context_dir.join("Dockerfile");
-            (p.display().to_string(), Some(p))
+            let name = if stdin_context.is_some() {
+                "Dockerfile".to_string()
+            } else {
+                p.display().to_string()
+            };
+            (name, Some(p))
         }
     };
-    let text = read_dockerfile(dockerfile_path.as_deref(), &dockerfile_name)?;
+    let text = match stdin_dockerfile {
+        Some(text) => text,
+        None => read_dockerfile(dockerfile_path.as_deref(), &dockerfile_name)?,
+    };
     let parsed = dockerfile::parse(&text)
         .map_err(|e| Failure::User(anyhow!("{}", render_error(&dockerfile_name, &text, &e))))?;
     for w in &parsed.warnings {
-        printer.line(&format!(
-            "warning: {dockerfile_name}:{}: {}",
-            w.line, w.message
-        ));
+        printer.warning(&format!("{dockerfile_name}:{}: {}", w.line, w.message));
     }
 
     let opts = plan_options(args)?;
@@ -70,10 +91,12 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
     let store = ContentStore::open(state)
         .with_context(|| format!("opening the state directory {}", state.display()))
         .map_err(Failure::Usage)?;
-    let client = crate::registry::RegistryClient::new(super::registry::client_options(
-        state,
-        &args.registry,
-    ));
+    let mut client_opts = super::registry::client_options(state, &args.registry);
+    let transfers = std::sync::Arc::clone(&printer);
+    client_opts.progress = Some(crate::registry::Progress::new(move |e| {
+        transfers.transfer(e)
+    }));
+    let client = crate::registry::RegistryClient::new(client_opts);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -103,7 +126,7 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
         no_cache_stages: args.no_cache_filter.clone(),
         layer,
     };
-    let output = engine::build(&plan, &context, &store, &bases, &engine_opts, &printer)
+    let output = engine::build(&plan, &context, &store, &bases, &engine_opts, &*printer)
         .map_err(|f| step_failure(&dockerfile_name, &text, &plan, f))?;
 
     let manifest = export::commit_image(
@@ -170,12 +193,17 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
         write_file(path, config_digest.to_string().as_bytes())?;
     }
     if let Some(path) = &args.metadata_file {
-        write_file(path, &metadata(&manifest, &config_digest, &args.tags))?;
+        // buildx passes the tags as typed (`reference.Parse`, not the
+        // normalised `docker.io/library/...` form) as the exporter's name.
+        let names = args.tags.clone();
+        write_file(path, &metadata(&manifest, &config_digest, &names))?;
     }
-    printer.line(&format!(
-        "built {} ({} steps cached, {} run) manifest {}",
-        config_digest, output.cached_steps, output.executed_steps, manifest.digest
-    ));
+    printer.summary(&Summary {
+        image: &config_digest,
+        manifest: &manifest.digest,
+        cached: output.cached_steps,
+        executed: output.executed_steps,
+    });
     println!("{config_digest}");
     Ok(())
 }
@@ -239,6 +267,27 @@ fn resolve_bases(
     Ok(bases)
 }
 
+/// Docker checks tags and outputs before building: a typo in `-t` or `-o`
+/// must not cost a whole build.
+fn check_names_and_outputs(args: &BuildArgs) -> Result<(), Failure> {
+    for tag in &args.tags {
+        normalise_tag(tag)?;
+    }
+    let mut named_registry_output = false;
+    for spec in &args.outputs {
+        let target = ExportTarget::parse(spec).map_err(|e| Failure::Usage(anyhow!("{e}")))?;
+        if let ExportTarget::Registry { names } = &target {
+            named_registry_output |= !names.is_empty();
+        }
+    }
+    if args.push && args.tags.is_empty() && !named_registry_output {
+        return Err(Failure::Usage(anyhow!(
+            "--push needs a name: add -t REGISTRY/REPO:TAG"
+        )));
+    }
+    Ok(())
+}
+
 /// The store name of a `-t` tag: Docker's normalised reference
 /// (`app` -> `docker.io/library/app:latest`), as `imgb pull` records names.
 fn normalise_tag(tag: &str) -> Result<String, Failure> {
@@ -252,7 +301,7 @@ fn metadata(
     config: &crate::digest::Sha256Digest,
     tags: &[String],
 ) -> Vec<u8> {
-    let value = serde_json::json!({
+    let mut value = serde_json::json!({
         "containerimage.digest": manifest.digest.to_string(),
         "containerimage.config.digest": config.to_string(),
         "containerimage.descriptor": {
@@ -260,8 +309,11 @@ fn metadata(
             "digest": manifest.digest.to_string(),
             "size": manifest.size,
         },
-        "image.name": tags.join(","),
     });
+    // BuildKit sets `image.name` only when the image has a name.
+    if !tags.is_empty() {
+        value["image.name"] = serde_json::json!(tags.join(","));
+    }
     serde_json::to_vec_pretty(&value).unwrap_or_default()
 }
 

@@ -8,12 +8,15 @@
 
 pub mod args;
 pub mod build;
+pub mod images;
 pub mod parse;
 pub mod plan;
 pub mod progress;
 pub mod registry;
 pub mod settings;
+pub mod stdin_context;
 pub mod store;
+pub mod template;
 
 use std::process::ExitCode;
 
@@ -52,13 +55,26 @@ pub fn main() -> ExitCode {
         Err(failure) => {
             let code = failure.exit_code();
             let (Failure::User(err) | Failure::Usage(err)) = failure;
-            eprintln!("error: {err:#}");
+            // Rendered once, here; red only on a terminal without NO_COLOR.
+            let label = if progress::colour_allowed() {
+                "\x1b[1;31merror\x1b[0m"
+            } else {
+                "error"
+            };
+            eprintln!("{label}: {err:#}");
             ExitCode::from(code)
         }
     }
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    // Completions need no state directory.
+    if let Command::Completions(args) = &cli.command {
+        use clap::CommandFactory;
+        let mut command = Cli::command();
+        clap_complete::generate(args.shell, &mut command, "imgb", &mut std::io::stdout());
+        return Ok(());
+    }
     let state = settings::state_dir(cli.root.as_deref(), |k| std::env::var(k).ok());
     let state = state.ok_or_else(|| {
         Failure::Usage(anyhow::anyhow!(
@@ -73,16 +89,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Push(args) => registry::push(&state, args),
         Command::Login(args) => registry::login(&state, args),
         Command::Logout(args) => registry::logout(args),
-        Command::Images => not_yet("images", 9),
-        Command::Inspect(_) => not_yet("inspect", 9),
+        Command::Images(args) => images::images(&state, &args),
+        Command::Inspect(args) => images::inspect(&state, &args),
+        Command::Completions(_) => Ok(()),
         Command::Prune(args) => store::prune(&state, &args),
         Command::Du => store::du(&state),
     }
-}
-
-/// Commands whose issue has not landed say so plainly and exit 2.
-fn not_yet(command: &str, issue: u32) -> Result<(), Failure> {
-    Err(Failure::Usage(anyhow::anyhow!(
-        "`imgb {command}` is not available yet in this version (tracked in issue #{issue})"
-    )))
 }

@@ -154,7 +154,7 @@ fn parse_source(source: &str) -> Result<PushSource, Failure> {
 
 /// The manifest `tag` names in an OCI layout's index.json (the only one
 /// when no tag is given).
-fn layout_manifest(dir: &Path, tag: Option<&str>) -> anyhow::Result<Sha256Digest> {
+pub(super) fn layout_manifest(dir: &Path, tag: Option<&str>) -> anyhow::Result<Sha256Digest> {
     let path = dir.join("index.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}: not an OCI layout?", path.display()))?;

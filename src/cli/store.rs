@@ -2,7 +2,7 @@
 //! content store.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Context};
 
@@ -20,9 +20,19 @@ pub fn prune(state: &Path, args: &PruneArgs) -> Result<(), Failure> {
         .map(parse_size)
         .transpose()
         .map_err(Failure::Usage)?;
+    let until = prune_until(&args.filter)?;
     let store = open(state)?;
+    let mut all = args.all;
+    if let Some(age) = until {
+        let cutoff = SystemTime::now()
+            .checked_sub(age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        apply_until(&store, cutoff, args.all).map_err(Failure::User)?;
+        // What --all would remove has been narrowed to the old images above.
+        all = false;
+    }
     let opts = PruneOptions {
-        all: args.all,
+        all,
         keep_storage,
         verify: args.verify,
     };
@@ -75,6 +85,80 @@ pub fn prune(state: &Path, args: &PruneArgs) -> Result<(), Failure> {
     }
     println!("Total reclaimed space: {}", human_size(report.reclaimed()));
     Ok(())
+}
+
+/// `--filter until=24h` (the only filter; Docker's `builder prune` and
+/// `image prune` take the same spelling).
+fn prune_until(filters: &[String]) -> Result<Option<Duration>, Failure> {
+    let mut until = None;
+    for filter in filters {
+        match filter.split_once('=') {
+            Some(("until", value)) => {
+                until = Some(parse_duration(value).map_err(Failure::Usage)?);
+            }
+            _ => {
+                return Err(Failure::Usage(anyhow!(
+                    "unsupported --filter {filter:?}: only until=DURATION (e.g. until=24h) is supported"
+                )))
+            }
+        }
+    }
+    Ok(until)
+}
+
+/// Drops cache roots last used before `cutoff` and, with `--all`, the names
+/// of images created before it; `prune` then removes what nothing holds.
+fn apply_until(store: &ContentStore, cutoff: SystemTime, all: bool) -> anyhow::Result<()> {
+    for root in store.all_roots()? {
+        if root.used < cutoff {
+            store.remove_root(&root.namespace, &root.digest)?;
+        }
+    }
+    if !all {
+        return Ok(());
+    }
+    let cutoff_secs = cutoff
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    for (name, digest) in store.refs()? {
+        let created = super::images::created_of(store, &digest);
+        // An image without a creation time counts as old, as in Docker.
+        if created.is_none_or(|t| t < cutoff_secs) {
+            store.remove_ref(&name)?;
+            println!("untagged: {name}");
+        }
+    }
+    Ok(())
+}
+
+/// Go's `time.ParseDuration` for what people type: `24h`, `90m`, `1h30m`,
+/// `45s`, `1.5h`.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let bad = || anyhow!("invalid duration {s:?}: use e.g. 24h, 90m or 1h30m");
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
+        let unit_end = rest[n..]
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .map_or(rest.len(), |i| n + i);
+        let mult = match &rest[n..unit_end] {
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * mult;
+        rest = &rest[unit_end..];
+    }
+    Ok(Duration::from_secs_f64(total))
 }
 
 pub fn du(state: &Path) -> Result<(), Failure> {
@@ -178,6 +262,16 @@ mod tests {
         assert_eq!(parse_size("1.5MiB").unwrap(), 3 << 19);
         assert!(parse_size("ten").is_err());
         assert!(parse_size("5XB").is_err());
+    }
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5_400));
+        assert!(parse_duration("3d").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("h").is_err());
     }
 
     #[test]

@@ -15,7 +15,17 @@ fn help_lists_every_command_with_examples() {
     let run = Imgb::new().run(["--help"]);
     run.success();
     for command in [
-        "build", "parse", "pull", "push", "login", "logout", "images", "inspect", "prune", "du",
+        "build",
+        "parse",
+        "pull",
+        "push",
+        "login",
+        "logout",
+        "images",
+        "inspect",
+        "prune",
+        "du",
+        "completions",
     ] {
         assert!(
             run.stdout
@@ -27,7 +37,17 @@ fn help_lists_every_command_with_examples() {
     }
     run.stdout_has("Examples:");
     for command in [
-        "build", "parse", "pull", "push", "login", "inspect", "prune",
+        "build",
+        "parse",
+        "pull",
+        "push",
+        "login",
+        "logout",
+        "images",
+        "inspect",
+        "prune",
+        "du",
+        "completions",
     ] {
         Imgb::new()
             .run([command, "--help"])
@@ -42,4 +62,28 @@ fn unknown_flags_are_usage_errors() {
         .run(["build", "--no-such-flag"])
         .exit_code(2)
         .stderr_has("--no-such-flag");
+}
+
+#[test]
+fn bad_tags_and_outputs_are_refused_before_building() {
+    let ctx = crate::harness::Context::new()
+        .file("Dockerfile", "FROM scratch\nCOPY a /a\n")
+        .file("a", "a");
+    let dir = ctx.path().to_str().unwrap();
+    for (args, message) in [
+        (vec!["-t", "Bad Name"], "invalid tag"),
+        (vec!["-o", "type=bogus"], "unknown type"),
+        (vec!["--push"], "--push needs a name"),
+    ] {
+        let mut all = vec!["build", "--progress=plain"];
+        all.extend(args);
+        all.push(dir);
+        let run = Imgb::new().run(all);
+        run.exit_code(2).stderr_has(message);
+        assert!(
+            !run.stderr.contains("#1 "),
+            "built before refusing:\n{}",
+            run.stderr
+        );
+    }
 }
