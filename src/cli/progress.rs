@@ -74,6 +74,10 @@ impl Reporter for Printer {
             Event::Message(text) => {
                 let _ = writeln!(err, "{text}");
             }
+            // BuildKit's plain progress: the step's number before each line.
+            Event::Output(line) => {
+                let _ = writeln!(err, "#{} {line}", state.current.unwrap_or(state.counter));
+            }
             Event::Step {
                 stage,
                 index,

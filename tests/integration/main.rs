@@ -12,4 +12,5 @@ mod cli;
 mod export;
 mod plan;
 mod registry;
+mod run;
 mod smoke;

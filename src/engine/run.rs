@@ -1,0 +1,519 @@
+//! RUN: what goes into its cache key, the user it runs as, its mounts
+//! (cache, bind, tmpfs, secret, heredoc scripts), and one execution from a
+//! stage's rootfs to the layer of its changes.
+//!
+//! Secrets never reach a layer, the config, the history or a cache key:
+//! they are written to a private temp file, bind-mounted read-only, and their
+//! mount point is a stub that stays out of the layer.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::digest::Sha256Digest;
+use crate::layer::{Layer, LayerOptions};
+use crate::plan::{MountType, NetworkMode, RunStep, SecurityMode};
+use crate::store::ContentStore;
+
+use super::executor::{Executor, MountSpec, RunRequest};
+use super::snapshot::{ensure_dir, Snapshot, SnapshotterKind, Stub};
+use super::EngineError;
+
+/// The default PATH when the image sets none (as Docker's).
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How many output lines a failure shows.
+const TAIL_LINES: usize = 20;
+
+/// A secret's value; never printed.
+#[derive(Clone, Default)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The normalised RUN for its cache key: everything that changes what it
+/// does, and no secret value (mounts are described by their options only).
+pub fn cache_json(run: &RunStep, network: NetworkMode) -> serde_json::Value {
+    let mounts: Vec<serde_json::Value> = run
+        .mounts
+        .iter()
+        .map(|m| serde_json::to_value(m).unwrap_or_default())
+        .collect();
+    let heredocs: Vec<serde_json::Value> = run
+        .heredocs
+        .iter()
+        .map(|h| serde_json::json!({"name": h.name, "content": h.content}))
+        .collect();
+    serde_json::json!({
+        "run": {
+            "argv": run.argv,
+            "env": run.cache_env,
+            "workdir": run.workdir,
+            "user": run.user,
+            "network": network,
+            "security": run.security,
+            "mounts": mounts,
+            "heredocs": heredocs,
+        }
+    })
+}
+
+/// The RUN's network after `--network` on the command line.
+pub fn effective_network(run: &RunStep, default: Option<NetworkMode>) -> NetworkMode {
+    match (run.network, default) {
+        (NetworkMode::Default, Some(d)) => d,
+        (n, _) => n,
+    }
+}
+
+/// A resolved USER.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+/// Resolves USER (`name`, `uid`, `name:group`, `uid:gid`) through the
+/// image's /etc/passwd and /etc/group, as Docker does: without a group, the
+/// user's primary group from passwd (0 for an unknown numeric uid) plus the
+/// groups listing the user as a member.
+pub fn resolve_user(
+    spec: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<User, EngineError> {
+    if spec.is_empty() {
+        return Ok(User {
+            uid: 0,
+            gid: 0,
+            additional_gids: Vec::new(),
+        });
+    }
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let entry = passwd.and_then(|p| {
+        p.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            let matches = f.first() == Some(&user) || f.get(2) == Some(&user);
+            if f.len() >= 4 && matches {
+                Some((
+                    f[0].to_string(),
+                    f[2].parse::<u32>().ok()?,
+                    f[3].parse::<u32>().ok()?,
+                ))
+            } else {
+                None
+            }
+        })
+    });
+    let (name, uid, primary) = match (user.parse::<u32>(), entry) {
+        (_, Some((name, uid, gid))) => (Some(name), uid, gid),
+        (Ok(uid), None) => (None, uid, 0),
+        (Err(_), None) => {
+            return Err(EngineError::UnknownUser {
+                user: user.to_string(),
+            })
+        }
+    };
+    let group_id = |g: &str| -> Result<u32, EngineError> {
+        if let Ok(gid) = g.parse::<u32>() {
+            return Ok(gid);
+        }
+        group
+            .and_then(|f| {
+                f.lines().find_map(|line| {
+                    let f: Vec<&str> = line.split(':').collect();
+                    (f.first() == Some(&g)).then(|| f.get(2)?.parse().ok())?
+                })
+            })
+            .ok_or_else(|| EngineError::UnknownGroup {
+                group: g.to_string(),
+            })
+    };
+    match grp {
+        Some(g) => Ok(User {
+            uid,
+            gid: group_id(g)?,
+            additional_gids: Vec::new(),
+        }),
+        None => {
+            let mut additional = Vec::new();
+            if let (Some(name), Some(group)) = (&name, group) {
+                for line in group.lines() {
+                    let f: Vec<&str> = line.split(':').collect();
+                    let member = f
+                        .get(3)
+                        .is_some_and(|m| m.split(',').any(|m| m.trim() == name));
+                    if let Some(gid) = f.get(2).and_then(|g| g.parse::<u32>().ok()) {
+                        if member && gid != primary && !additional.contains(&gid) {
+                            additional.push(gid);
+                        }
+                    }
+                }
+            }
+            Ok(User {
+                uid,
+                gid: primary,
+                additional_gids: additional,
+            })
+        }
+    }
+}
+
+/// What one RUN needs from the build.
+pub struct RunContext<'a> {
+    pub executor: &'a dyn Executor,
+    pub snapshotter: SnapshotterKind,
+    pub home: &'a Path,
+    pub store: &'a ContentStore,
+    pub layer: &'a LayerOptions,
+    pub secrets: &'a BTreeMap<String, Secret>,
+    pub network: NetworkMode,
+    /// The stage's unpacked rootfs.
+    pub lower: &'a Path,
+    pub user: User,
+    /// For each mount of the step: the root its `source` is taken from
+    /// (context, stage or image rootfs), where it has one.
+    pub sources: Vec<Option<PathBuf>>,
+}
+
+/// The command as shown in errors.
+pub fn command_text(run: &RunStep) -> String {
+    run.argv.join(" ")
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
+    let path = path.to_path_buf();
+    move |source| EngineError::Io { path, source }
+}
+
+/// A name safe as one path component: the id itself when it is plain,
+/// else its sha256.
+fn safe_name(id: &str) -> String {
+    let plain = !id.is_empty()
+        && id.len() <= 100
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !id.starts_with('.');
+    if plain {
+        id.to_string()
+    } else {
+        Sha256Digest::of(id.as_bytes()).hex()
+    }
+}
+
+/// `source` under `root`, without leaving it (symlinks resolved).
+fn inside(root: &Path, source: &str) -> Result<PathBuf, EngineError> {
+    let root = root.canonicalize().map_err(io(root))?;
+    let path = root.join(source.trim_start_matches('/'));
+    let real = path.canonicalize().map_err(io(&path))?;
+    if !real.starts_with(&root) {
+        return Err(EngineError::Mount {
+            target: source.to_string(),
+            reason: "the source leaves its root".into(),
+        });
+    }
+    Ok(real)
+}
+
+/// Runs `run` on a snapshot of `cx.lower`; returns the layer of its changes.
+/// `output` receives each output line.
+pub fn execute(
+    cx: &RunContext<'_>,
+    run: &RunStep,
+    output: &mut dyn FnMut(&str),
+) -> Result<Layer, EngineError> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = cx
+        .home
+        .join("tmp")
+        .join(format!("run-{}-{n}", std::process::id()));
+    let result = execute_in(cx, run, &scratch, output);
+    let _ = fs::remove_dir_all(&scratch);
+    result
+}
+
+fn execute_in(
+    cx: &RunContext<'_>,
+    run: &RunStep,
+    scratch: &Path,
+    output: &mut dyn FnMut(&str),
+) -> Result<Layer, EngineError> {
+    let bundle = scratch.join("bundle");
+    let files = scratch.join("files");
+    for d in [&bundle, &files] {
+        fs::create_dir_all(d).map_err(io(d))?;
+    }
+    fs::set_permissions(&files, fs::Permissions::from_mode(0o700)).map_err(io(&files))?;
+    let mut stubs = vec![
+        Stub {
+            path: "proc".into(),
+            dir: true,
+        },
+        Stub {
+            path: "dev".into(),
+            dir: true,
+        },
+        Stub {
+            path: "sys".into(),
+            dir: true,
+        },
+        Stub {
+            path: "etc/resolv.conf".into(),
+            dir: false,
+        },
+        Stub {
+            path: "etc/hosts".into(),
+            dir: false,
+        },
+    ];
+    let mut mounts = Vec::new();
+    let mut env: Vec<String> = run.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(DEFAULT_PATH.to_string());
+    }
+    // Private, writable copies of the host's name resolution files.
+    for name in ["resolv.conf", "hosts"] {
+        let dest = files.join(name);
+        let host = Path::new("/etc").join(name);
+        let bytes = fs::read(&host).unwrap_or_else(|_| match name {
+            "hosts" => b"127.0.0.1\tlocalhost\n::1\tlocalhost\n".to_vec(),
+            _ => Vec::new(),
+        });
+        fs::write(&dest, bytes).map_err(io(&dest))?;
+        mounts.push(MountSpec::bind(&dest, &format!("/etc/{name}"), false));
+    }
+    for (i, m) in run.mounts.iter().enumerate() {
+        let mount = &m.mount;
+        let target = mount.target.clone().unwrap_or_default();
+        let rel = target.trim_start_matches('/').to_string();
+        match mount.kind {
+            MountType::Cache => {
+                let id = mount.id.clone().unwrap_or_else(|| target.clone());
+                let dir = cx.home.join("cache-mounts").join(safe_name(&id));
+                if !dir.is_dir() {
+                    fs::create_dir_all(&dir).map_err(io(&dir))?;
+                    let mode = mount.mode.unwrap_or(0o755);
+                    fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+                        .map_err(io(&dir))?;
+                    std::os::unix::fs::chown(&dir, mount.uid.or(Some(0)), mount.gid.or(Some(0)))
+                        .map_err(io(&dir))?;
+                }
+                stubs.push(Stub {
+                    path: rel,
+                    dir: true,
+                });
+                mounts.push(MountSpec::bind(&dir, &target, false));
+            }
+            MountType::Tmpfs => {
+                let mut options = vec!["nosuid".to_string(), "nodev".to_string()];
+                if let Some(size) = mount.size {
+                    options.push(format!("size={size}"));
+                }
+                stubs.push(Stub {
+                    path: rel,
+                    dir: true,
+                });
+                mounts.push(MountSpec {
+                    destination: target,
+                    kind: "tmpfs".into(),
+                    source: PathBuf::from("tmpfs"),
+                    options,
+                });
+            }
+            MountType::Bind => {
+                let root =
+                    cx.sources
+                        .get(i)
+                        .cloned()
+                        .flatten()
+                        .ok_or_else(|| EngineError::Mount {
+                            target: target.clone(),
+                            reason: "the bind mount has no source".into(),
+                        })?;
+                let src = inside(&root, mount.source.as_deref().unwrap_or("/"))?;
+                let is_dir = src.is_dir();
+                // Read-write bind mounts get a throw-away copy: changes are
+                // discarded, as in BuildKit.
+                let src = if mount.readonly {
+                    src
+                } else {
+                    let copy = files.join(format!("bind-{i}"));
+                    let status = std::process::Command::new("cp")
+                        .arg("-a")
+                        .arg(&src)
+                        .arg(&copy)
+                        .status()
+                        .map_err(io(&copy))?;
+                    if !status.success() {
+                        return Err(EngineError::Mount {
+                            target,
+                            reason: format!("copying {} failed", src.display()),
+                        });
+                    }
+                    copy
+                };
+                stubs.push(Stub {
+                    path: rel,
+                    dir: is_dir,
+                });
+                mounts.push(MountSpec::bind(&src, &target, mount.readonly));
+            }
+            MountType::Secret => {
+                let id = mount.id.clone().unwrap_or_else(|| {
+                    Path::new(&target)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                });
+                let Some(secret) = cx.secrets.get(&id) else {
+                    if mount.required {
+                        return Err(EngineError::SecretMissing { id });
+                    }
+                    continue;
+                };
+                if let Some(var) = &mount.env {
+                    env.push(format!("{var}={}", String::from_utf8_lossy(&secret.0)));
+                    if mount.target.is_none() {
+                        continue;
+                    }
+                }
+                let target = if target.is_empty() {
+                    format!("/run/secrets/{id}")
+                } else {
+                    target
+                };
+                let file = files.join(format!("secret-{i}"));
+                fs::write(&file, &secret.0).map_err(io(&file))?;
+                fs::set_permissions(
+                    &file,
+                    fs::Permissions::from_mode(mount.mode.unwrap_or(0o400)),
+                )
+                .map_err(io(&file))?;
+                std::os::unix::fs::chown(&file, mount.uid.or(Some(0)), mount.gid.or(Some(0)))
+                    .map_err(io(&file))?;
+                stubs.push(Stub {
+                    path: target.trim_start_matches('/').to_string(),
+                    dir: false,
+                });
+                mounts.push(MountSpec::bind(&file, &target, true));
+            }
+            MountType::Ssh => {
+                return Err(EngineError::Unsupported {
+                    what: "RUN --mount=type=ssh".into(),
+                    hint: "pass the key as a secret (--secret) instead".into(),
+                })
+            }
+        }
+    }
+    if !run.heredocs.is_empty() {
+        let pipes = files.join("pipes");
+        fs::create_dir_all(&pipes).map_err(io(&pipes))?;
+        for h in &run.heredocs {
+            let file = pipes.join(safe_name(&h.name));
+            fs::write(&file, h.content.as_bytes()).map_err(io(&file))?;
+            fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).map_err(io(&file))?;
+        }
+        // /dev is a tmpfs: the mount point needs no stub.
+        mounts.push(MountSpec::bind(&pipes, "/dev/pipes", true));
+    }
+
+    let snapshot = Snapshot::prepare(cx.snapshotter, cx.lower, &scratch.join("snap"), &stubs)?;
+    // Docker compatibility: a missing working directory is created.
+    let cwd = snapshot.root().join(run.workdir.trim_start_matches('/'));
+    if fs::symlink_metadata(&cwd).is_err() {
+        ensure_dir(&cwd)?;
+    }
+    let request = RunRequest {
+        rootfs: snapshot.root(),
+        bundle: &bundle,
+        argv: &run.argv,
+        env: &env,
+        cwd: if run.workdir.is_empty() {
+            "/"
+        } else {
+            &run.workdir
+        },
+        uid: cx.user.uid,
+        gid: cx.user.gid,
+        additional_gids: cx.user.additional_gids.clone(),
+        mounts,
+        isolated_network: cx.network == NetworkMode::None,
+        insecure: run.security == SecurityMode::Insecure,
+    };
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let outcome = cx.executor.run(&request, &mut |line: &str| {
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line.to_string());
+        output(line);
+    })?;
+    if outcome.exit_code != 0 {
+        return Err(EngineError::RunFailed {
+            command: command_text(run),
+            exit_code: outcome.exit_code,
+            output: tail.into_iter().collect(),
+        });
+    }
+    snapshot.commit(cx.store, cx.layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:app:/home/app:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nstaff:x:50:app,other\napp:x:1001:\nwheel:x:10:root\n";
+
+    fn u(uid: u32, gid: u32, extra: &[u32]) -> User {
+        User {
+            uid,
+            gid,
+            additional_gids: extra.to_vec(),
+        }
+    }
+
+    #[test]
+    fn users_resolve_through_passwd_and_group() {
+        let r = |s| resolve_user(s, Some(PASSWD), Some(GROUP)).unwrap();
+        assert_eq!(r(""), u(0, 0, &[]));
+        assert_eq!(r("root"), u(0, 0, &[10]));
+        assert_eq!(r("app"), u(1000, 1001, &[50]));
+        assert_eq!(
+            r("1000"),
+            u(1000, 1001, &[50]),
+            "a known uid gets its groups"
+        );
+        assert_eq!(r("4242"), u(4242, 0, &[]), "unknown uid: gid 0");
+        assert_eq!(r("app:staff"), u(1000, 50, &[]));
+        assert_eq!(r("app:7"), u(1000, 7, &[]));
+        assert_eq!(r("5:6"), u(5, 6, &[]));
+        assert!(matches!(
+            resolve_user("ghost", Some(PASSWD), Some(GROUP)),
+            Err(EngineError::UnknownUser { .. })
+        ));
+        assert!(matches!(
+            resolve_user("app:ghosts", Some(PASSWD), Some(GROUP)),
+            Err(EngineError::UnknownGroup { .. })
+        ));
+    }
+
+    #[test]
+    fn safe_names_stay_one_component() {
+        assert_eq!(safe_name("go-build"), "go-build");
+        assert_eq!(safe_name("../x").len(), 64);
+        assert_eq!(safe_name("/root/.cache").len(), 64);
+        assert_eq!(safe_name(".hidden").len(), 64);
+    }
+}
