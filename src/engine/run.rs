@@ -17,7 +17,7 @@ use crate::plan::{MountType, NetworkMode, RunStep, SecurityMode};
 use crate::store::ContentStore;
 
 use super::executor::{Executor, MountSpec, RunRequest};
-use super::snapshot::{ensure_dir, Snapshot, SnapshotterKind, Stub};
+use super::snapshot::{copy_tree, ensure_dir, Snapshot, SnapshotterKind, Stub};
 use super::EngineError;
 
 /// The default PATH when the image sets none (as Docker's).
@@ -166,6 +166,13 @@ pub fn resolve_user(
             })
         }
     }
+}
+
+/// A small text file of an unpacked rootfs (`etc/passwd`), `None` when it
+/// is missing or resolves outside the root.
+pub fn read_in_root(root: &Path, rel: &str) -> Option<String> {
+    let path = inside(root, rel).ok()?;
+    fs::read_to_string(path).ok()
 }
 
 /// What one RUN needs from the build.
@@ -349,18 +356,7 @@ fn execute_in(
                     src
                 } else {
                     let copy = files.join(format!("bind-{i}"));
-                    let status = std::process::Command::new("cp")
-                        .arg("-a")
-                        .arg(&src)
-                        .arg(&copy)
-                        .status()
-                        .map_err(io(&copy))?;
-                    if !status.success() {
-                        return Err(EngineError::Mount {
-                            target,
-                            reason: format!("copying {} failed", src.display()),
-                        });
-                    }
+                    copy_tree(&src, &copy)?;
                     copy
                 };
                 stubs.push(Stub {

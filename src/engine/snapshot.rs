@@ -184,22 +184,7 @@ impl Snapshot {
 
     fn copy(&mut self, stubs: &[Stub]) -> Result<(), EngineError> {
         let root = self.dir.join("root");
-        let status = Command::new("cp")
-            .arg("-a")
-            .arg("--reflink=auto")
-            .arg(&self.lower)
-            .arg(&root)
-            .status()
-            .map_err(io(&root))?;
-        if !status.success() {
-            return Err(EngineError::Snapshot {
-                reason: format!(
-                    "copying {} to {} failed ({status})",
-                    self.lower.display(),
-                    root.display()
-                ),
-            });
-        }
+        copy_tree(&self.lower, &root)?;
         let mut created = Vec::new();
         for stub in stubs {
             // The first missing component is what we create (and remove).
@@ -288,6 +273,28 @@ impl Drop for Snapshot {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Copies the tree `src` to `dst` (which must not exist) with everything:
+/// owners, modes, times, xattrs, hard links (`cp -a`).
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), EngineError> {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg("--reflink=auto")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .map_err(io(dst))?;
+    if !status.success() {
+        return Err(EngineError::Snapshot {
+            reason: format!(
+                "copying {} to {} failed ({status})",
+                src.display(),
+                dst.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Creates `stub` (and its parents) under `root`.

@@ -705,15 +705,12 @@ impl Build<'_> {
                 _ => None,
             });
         }
-        let lower = state.lower(self.store)?;
-        let passwd = lower
-            .read_file(self.store, "/etc/passwd")?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
-        let group = lower
-            .read_file(self.store, "/etc/group")?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
-        let user = run::resolve_user(&r.user, passwd.as_deref(), group.as_deref())?;
         let root = self.rootfs(&state.config.rootfs.diff_ids, &state.layers)?;
+        let user = run::resolve_user(
+            &r.user,
+            run::read_in_root(&root, "etc/passwd").as_deref(),
+            run::read_in_root(&root, "etc/group").as_deref(),
+        )?;
         let cx = run::RunContext {
             executor: &executor,
             snapshotter: self.opts.snapshotter,
@@ -760,9 +757,27 @@ impl Build<'_> {
             let p = p.to_path_buf();
             move |source| EngineError::Io { path: p, source }
         };
-        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        // Start from the longest prefix of the chain already unpacked (the
+        // parent of a RUN or COPY usually is): only the new layers unpack.
+        let base = (1..diff_ids.len().min(layers.len())).rev().find_map(|k| {
+            let prefix = ChainId::of(&diff_ids[..k])?.digest().hex();
+            let p = dir.join(prefix);
+            p.is_dir().then_some((k, p))
+        });
+        let _ = std::fs::remove_dir_all(&tmp);
+        let start = match &base {
+            Some((k, parent)) => {
+                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+                super::snapshot::copy_tree(parent, &tmp)?;
+                *k
+            }
+            None => {
+                std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+                0
+            }
+        };
         let result = (|| {
-            for layer in layers {
+            for layer in &layers[start..] {
                 let blob = self.store.open_blob(&layer.digest)?;
                 unpack_layer(blob, &tmp)?;
             }
