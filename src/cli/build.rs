@@ -10,6 +10,7 @@ use anyhow::{anyhow, Context};
 
 use super::args::BuildArgs;
 use super::parse::render_error;
+use super::plan::{plan_failure, plan_options};
 use super::progress::{Printer, ProgressMode};
 use super::Failure;
 use crate::context::BuildContext;
@@ -18,7 +19,7 @@ use crate::engine::{self, EngineOptions, ResolvedImage, StepFailure};
 use crate::export::{self, ExportTarget};
 use crate::image::{canonical_json, Descriptor};
 use crate::layer::{Compression, LayerOptions};
-use crate::plan::{self, Base, PlanOptions, Platform};
+use crate::plan::{self, Base, Platform};
 use crate::store::ContentStore;
 
 /// Runs `imgb build`.
@@ -64,7 +65,7 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
 
     let opts = plan_options(args)?;
     let graph =
-        plan::outline(&parsed, &opts).map_err(|e| plan_failure(&dockerfile_name, &text, &e))?;
+        plan::outline(&parsed, &opts).map_err(|e| plan_failure(&dockerfile_name, &text, e))?;
 
     let store = ContentStore::open(state)
         .with_context(|| format!("opening the state directory {}", state.display()))
@@ -84,7 +85,7 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
         .map(|(k, v)| (k.clone(), v.config.clone()))
         .collect();
     let plan = plan::lower(&parsed, &graph, &base_configs, &opts)
-        .map_err(|e| plan_failure(&dockerfile_name, &text, &e))?;
+        .map_err(|e| plan_failure(&dockerfile_name, &text, e))?;
 
     let layer = LayerOptions {
         compression: args
@@ -196,51 +197,6 @@ fn read_dockerfile(path: Option<&Path>, name: &str) -> Result<String, Failure> {
     read.map_err(|e| Failure::User(anyhow!("failed to read Dockerfile {name}: {e}")))?;
     String::from_utf8(bytes)
         .map_err(|e| Failure::User(anyhow!("{name}: the Dockerfile is not valid UTF-8 ({e})")))
-}
-
-fn plan_options(args: &BuildArgs) -> Result<PlanOptions, Failure> {
-    let build_platform = Platform::linux_amd64();
-    let platform = match &args.platform {
-        Some(p) => p
-            .parse::<Platform>()
-            .map_err(|e| Failure::Usage(anyhow!("{e}")))?,
-        None => build_platform.clone(),
-    };
-    let mut build_args = BTreeMap::new();
-    for arg in &args.build_args {
-        match arg.split_once('=') {
-            Some((k, v)) => {
-                build_args.insert(k.to_string(), v.to_string());
-            }
-            // Docker: `--build-arg NAME` takes the value from the environment
-            // and is ignored when unset.
-            None => {
-                if let Ok(v) = std::env::var(arg) {
-                    build_args.insert(arg.clone(), v);
-                }
-            }
-        }
-    }
-    // buildx passes SOURCE_DATE_EPOCH from the environment as a build arg.
-    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
-        if !epoch.is_empty() {
-            build_args
-                .entry("SOURCE_DATE_EPOCH".to_string())
-                .or_insert(epoch);
-        }
-    }
-    let mut labels = BTreeMap::new();
-    for label in &args.labels {
-        let (k, v) = label.split_once('=').unwrap_or((label.as_str(), ""));
-        labels.insert(k.to_string(), v.to_string());
-    }
-    Ok(PlanOptions {
-        target: args.target.clone(),
-        build_args,
-        platform,
-        build_platform,
-        labels,
-    })
 }
 
 /// Base images must be in the store before the engine starts: FROM images
@@ -414,32 +370,6 @@ fn snippet(file: &str, text: &str, span: Span, message: &str, hint: Option<&str>
         out.push_str(&format!("\nhint: {hint}"));
     }
     out
-}
-
-fn plan_failure(file: &str, text: &str, err: &plan::PlanError) -> Failure {
-    match err.line() {
-        Some(line) => {
-            let message = err.to_string();
-            let message = message
-                .strip_prefix(&format!("line {line}: "))
-                .unwrap_or(&message)
-                .to_string();
-            Failure::User(anyhow!(
-                "{}",
-                snippet(
-                    file,
-                    text,
-                    Span {
-                        start_line: line,
-                        end_line: line
-                    },
-                    &message,
-                    None
-                )
-            ))
-        }
-        None => Failure::User(anyhow!("{err}")),
-    }
 }
 
 fn step_failure(file: &str, text: &str, plan: &plan::BuildPlan, failure: StepFailure) -> Failure {

@@ -12,7 +12,7 @@ use crate::dockerfile::{self, ParseError};
 /// Renders a parse error for a person: `FILE:LINE: message`, the offending
 /// lines with their numbers, and the hint.
 pub fn render_error(file: &str, text: &str, err: &ParseError) -> String {
-    let mut out = format!("{file}:{}: {}", err.line, err.kind);
+    let mut out = format!("{file}:{}: {}", err.line, err.message());
     let lines: Vec<&str> = text.lines().collect();
     // Show at most 5 lines of a long instruction.
     let last = err.end_line.min(err.line + 4);

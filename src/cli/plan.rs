@@ -50,6 +50,12 @@ pub fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>, Fail
             }
         }
     }
+    // buildx passes SOURCE_DATE_EPOCH from the environment as a build arg.
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+        if !epoch.is_empty() {
+            out.entry("SOURCE_DATE_EPOCH".to_string()).or_insert(epoch);
+        }
+    }
     Ok(out)
 }
 

@@ -67,6 +67,11 @@ pub struct ParseError {
 }
 
 impl ParseError {
+    /// The message without the line number (what went wrong).
+    pub fn message(&self) -> String {
+        self.kind.to_string()
+    }
+
     pub(crate) fn new(line: usize, end_line: usize, kind: ParseErrorKind) -> Self {
         ParseError {
             line,

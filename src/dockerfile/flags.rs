@@ -3,7 +3,7 @@
 
 use crate::dockerfile::error::{ParseError, ParseErrorKind};
 use crate::dockerfile::instruction::Keyword;
-use crate::dockerfile::typed::suggest;
+use crate::dockerfile::suggest::suggest;
 
 /// How a flag takes its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -296,4 +296,29 @@ mod tests {
         assert_eq!(trim_continuation("echo a `", '`'), ("echo a ", false));
         assert_eq!(trim_continuation("echo a \\", '`'), ("echo a \\", true));
     }
+
+    #[test]
+    fn empty_continuation_lines_warn_once_per_instruction() {
+        let text = "\nFROM alpine\n\nRUN first \\\n\n    part \\\n\n    end\n\n\
+                    RUN second \\\n\n    part\nRUN third \\\n# comment\n   part\n";
+        let lines = split(text).expect("parses");
+        let texts: Vec<&str> = lines.instructions.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "FROM alpine",
+                "RUN first     part     end",
+                "RUN second     part",
+                "RUN third    part"
+            ]
+        );
+        let warned: Vec<usize> = lines.warnings.iter().map(|w| w.line).collect();
+        assert_eq!(warned, vec![4, 10]);
+        let spans: Vec<(usize, usize)> = lines
+            .instructions
+            .iter()
+            .map(|l| (l.start_line, l.end_line))
+            .collect();
+        assert_eq!(spans, vec![(2, 2), (4, 8), (10, 12), (13, 15)]);
+    }
 }

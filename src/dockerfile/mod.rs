@@ -21,13 +21,16 @@ mod expand;
 mod flags;
 #[cfg(test)]
 mod golden;
+mod healthcheck;
 mod heredoc;
 mod instruction;
 mod lexer;
 mod lines;
 mod mount;
+mod pattern;
 #[cfg(test)]
 mod robustness;
+mod suggest;
 mod typed;
 mod words;
 

@@ -2,55 +2,27 @@
 //! argument shape for it, flag validation and each instruction's rules
 //! (argument counts, JSON-only SHELL, HEALTHCHECK types, ONBUILD triggers).
 
-use std::time::Duration;
-
 use crate::dockerfile::error::{ParseError, ParseErrorKind, Warning, WarningKind};
 use crate::dockerfile::flags::{self, Flags};
+use crate::dockerfile::healthcheck::build_healthcheck;
 use crate::dockerfile::heredoc::{self, Heredoc};
 use crate::dockerfile::instruction::*;
 use crate::dockerfile::lines::Logical;
 use crate::dockerfile::mount;
+use crate::dockerfile::suggest::suggest;
 use crate::dockerfile::words::{self, Json};
 
 /// Builds errors located at one instruction.
 #[derive(Clone, Copy)]
-struct At {
-    line: usize,
-    end: usize,
+pub(crate) struct At {
+    pub(crate) line: usize,
+    pub(crate) end: usize,
 }
 
 impl At {
-    fn err(self, kind: ParseErrorKind) -> ParseError {
+    pub(crate) fn err(self, kind: ParseErrorKind) -> ParseError {
         ParseError::new(self.line, self.end, kind)
     }
-}
-
-/// The closest of `candidates` to `word` (case-insensitive edit distance
-/// of at most 2, or a prefix), for "did you mean" hints.
-pub(crate) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let word = word.to_ascii_lowercase();
-    let mut best: Option<(usize, &str)> = None;
-    for &c in candidates {
-        let d = distance(&word, &c.to_ascii_lowercase());
-        if d <= 2.max(word.len() / 4) && best.is_none_or(|(bd, _)| d < bd) {
-            best = Some((d, c));
-        }
-    }
-    best.map(|(_, c)| c)
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Builds the typed instruction for one logical line.
@@ -533,126 +505,6 @@ fn build_copy(
     })
 }
 
-fn build_healthcheck(source: Source, flags: &Flags, at: At) -> Result<Instruction, ParseError> {
-    let kw = "HEALTHCHECK";
-    let Some(typ) = source.args.first() else {
-        return Err(at
-            .err(ParseErrorKind::MissingArguments {
-                keyword: kw,
-                expected: "at least one argument",
-            })
-            .with_hint("write HEALTHCHECK [flags] CMD command, or HEALTHCHECK NONE"));
-    };
-    let bad = |reason: String| {
-        at.err(ParseErrorKind::BadArgument {
-            keyword: kw,
-            reason,
-        })
-    };
-    match typ.to_ascii_uppercase().as_str() {
-        "NONE" => {
-            if source.args.len() > 1 || !source.flags.is_empty() {
-                return Err(bad("HEALTHCHECK NONE takes no arguments".to_string()));
-            }
-            Ok(Instruction::Healthcheck(Healthcheck {
-                source,
-                check: HealthCheck::None,
-            }))
-        }
-        "CMD" => {
-            let rest = &source.args[1..];
-            let command = if source.json {
-                CommandLine::Exec(rest.to_vec())
-            } else {
-                match rest.first() {
-                    Some(s) if !s.is_empty() => CommandLine::Shell(s.clone()),
-                    _ => None.ok_or_else(|| bad("Missing command after HEALTHCHECK CMD".into()))?,
-                }
-            };
-            if matches!(&command, CommandLine::Exec(v) if v.is_empty()) {
-                return Err(bad("Missing command after HEALTHCHECK CMD".to_string()));
-            }
-            let duration = |name: &str| -> Result<Option<Duration>, ParseError> {
-                match flags.string(name) {
-                    None => Ok(None),
-                    Some(v) => parse_go_duration(&v).map(Some).ok_or_else(|| {
-                        at.err(ParseErrorKind::BadFlag {
-                            flag: name.to_string(),
-                            reason: format!("invalid duration {v:?}"),
-                        })
-                        .with_hint("durations look like 30s, 1m30s, 500ms")
-                    }),
-                }
-            };
-            let retries = match flags.string("retries") {
-                None => None,
-                Some(v) => Some(v.parse::<u32>().map_err(|_| {
-                    at.err(ParseErrorKind::BadFlag {
-                        flag: "retries".to_string(),
-                        reason: format!("{v:?} is not a non-negative integer"),
-                    })
-                })?),
-            };
-            let check = HealthCheck::Cmd {
-                command,
-                interval: duration("interval")?,
-                timeout: duration("timeout")?,
-                start_period: duration("start-period")?,
-                start_interval: duration("start-interval")?,
-                retries,
-            };
-            Ok(Instruction::Healthcheck(Healthcheck { source, check }))
-        }
-        other => Err(
-            bad(format!("Unknown type {other:?} in HEALTHCHECK (try CMD)"))
-                .with_hint("write HEALTHCHECK [flags] CMD command, or HEALTHCHECK NONE"),
-        ),
-    }
-}
-
-/// Go's `time.ParseDuration` for non-negative values: `1h2m3.5s`, `300ms`,
-/// `0`. Units: ns, us, µs, ms, s, m, h.
-pub(crate) fn parse_go_duration(s: &str) -> Option<Duration> {
-    let s = s.strip_prefix('+').unwrap_or(s);
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (num, after) = rest.split_at(num_len);
-        if num.is_empty() || num == "." {
-            return None;
-        }
-        let value: f64 = num.parse().ok()?;
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_len);
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += value * scale;
-        rest = next;
-    }
-    if !total.is_finite() || total > 1e12 {
-        return None;
-    }
-    Some(Duration::from_secs_f64(total))
-}
-
 /// Only ARG may come before the first FROM, and there must be a FROM.
 pub(crate) fn check_order(instructions: &[Instruction]) -> Result<(), ParseError> {
     for inst in instructions {
@@ -675,28 +527,4 @@ pub(crate) fn check_order(instructions: &[Instruction]) -> Result<(), ParseError
     let last = instructions.last().map(|i| i.span().end_line).unwrap_or(1);
     Err(ParseError::new(last, last, ParseErrorKind::NoFrom)
         .with_hint("add FROM image (or FROM scratch) before the first instruction"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn suggestions() {
-        let names: Vec<&str> = Keyword::ALL.iter().map(|k| k.as_str()).collect();
-        assert_eq!(suggest("RUNN", &names), Some("RUN"));
-        assert_eq!(suggest("workdri", &names), Some("WORKDIR"));
-        assert_eq!(suggest("xyzzy", &names), None);
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
-        assert_eq!(parse_go_duration("5"), None);
-        assert_eq!(parse_go_duration("-1s"), None);
-        assert_eq!(parse_go_duration("1x"), None);
-    }
 }

@@ -271,4 +271,32 @@ mod tests {
         assert!(matches!(parse_json("[1]"), Json::NotStrings));
         assert!(matches!(parse_json("[a]"), Json::No));
     }
+
+    #[test]
+    fn json_arrays_of_strings() {
+        let strings = |text: &str| match parse_json(text) {
+            Json::Strings { items, .. } => items,
+            _ => panic!("{text:?} should be a JSON array of strings"),
+        };
+        assert!(strings("[]").is_empty());
+        assert_eq!(strings(r#"[""]"#), vec![""]);
+        assert_eq!(strings("[\t\"a\",\t\"b\"\t]\t"), vec!["a", "b"]);
+        assert_eq!(
+            strings(r#"["♥ ☃", "\" \\ \/ \b \f \n \r \t \u0000"]"#),
+            vec!["♥ ☃", "\" \\ / \u{8} \u{c} \n \r \t \u{0}"]
+        );
+        for bad in [
+            r#"["a",42,"b"]"#,
+            r#"["a",1.5]"#,
+            r#"["a",{}]"#,
+            r#"["a",["c"]]"#,
+            r#"[true]"#,
+            r#"[null]"#,
+        ] {
+            assert!(matches!(parse_json(bad), Json::NotStrings), "{bad}");
+        }
+        for not_json in ["", "a", "[", "['a']", "[\"a\",]", "{\"a\": 1}"] {
+            assert!(matches!(parse_json(not_json), Json::No), "{not_json}");
+        }
+    }
 }

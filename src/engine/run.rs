@@ -241,10 +241,12 @@ pub fn execute(
 ) -> Result<Layer, EngineError> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Not the store's `tmp/`: the store empties that when it opens, and a
+    // snapshot may hold a mount.
     let scratch = cx
         .home
-        .join("tmp")
-        .join(format!("run-{}-{n}", std::process::id()));
+        .join("runs")
+        .join(format!("{}-{n}", std::process::id()));
     let result = execute_in(cx, run, &scratch, output);
     let _ = fs::remove_dir_all(&scratch);
     result

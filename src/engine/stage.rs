@@ -488,14 +488,23 @@ impl Build<'_> {
         if user.is_empty() || user == "root" || user == "0" {
             return Ok(None);
         }
-        let lower = state.lower(self.store)?;
-        let passwd = lower
-            .read_file(self.store, "/etc/passwd")?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
-        let group = lower
-            .read_file(self.store, "/etc/group")?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let (passwd, group) = self.account_files(state)?;
         Ok(resolve_chown(&user, passwd.as_deref(), group.as_deref()).ok())
+    }
+
+    /// The stage's `/etc/passwd` and `/etc/group`, for names in `--chown`
+    /// and USER.
+    fn account_files(
+        &self,
+        state: &mut StageState,
+    ) -> Result<(Option<String>, Option<String>), EngineError> {
+        let lower = state.lower(self.store)?;
+        let read = |path| -> Result<Option<String>, EngineError> {
+            Ok(lower
+                .read_file(self.store, path)?
+                .map(|b| String::from_utf8_lossy(&b).into_owned()))
+        };
+        Ok((read("/etc/passwd")?, read("/etc/group")?))
     }
 
     fn copy(
@@ -577,9 +586,26 @@ impl Build<'_> {
         }
         let mut json = serde_json::to_value(c).unwrap_or_default();
         json["layer"] = self.layer_key_fields();
-        let key = CacheKey::step(state.key, &Self::platform(stage), &json, &inputs);
+        let platform = Self::platform(stage);
+        // `--link`: the layer does not depend on what is below it, so its
+        // key starts from nothing and it is written against an empty
+        // filesystem (parents included); the stage's chain still moves on.
+        let chain_parent = state.key;
+        let key_parent = if c.link {
+            CacheKey::base(None, &platform)
+        } else {
+            chain_parent
+        };
+        let key = CacheKey::step(key_parent, &platform, &json, &inputs);
+        let relink = |state: &mut StageState| {
+            if c.link {
+                let link = serde_json::json!({ "link": key.to_string() });
+                state.key = CacheKey::step(chain_parent, &platform, &link, &BTreeMap::new());
+            }
+        };
         if let Some(record) = self.lookup(&key, no_cache) {
             self.reuse(step, state, record);
+            relink(state);
             return Ok(true);
         }
         // A miss: materialise a stage's or image's filesystem if needed.
@@ -611,22 +637,22 @@ impl Build<'_> {
         }
         let owner = match &c.chown {
             Some(spec) => {
-                let lower = state.lower(self.store)?;
-                let passwd = lower
-                    .read_file(self.store, "/etc/passwd")?
-                    .map(|b| String::from_utf8_lossy(&b).into_owned());
-                let group = lower
-                    .read_file(self.store, "/etc/group")?
-                    .map(|b| String::from_utf8_lossy(&b).into_owned());
+                let (passwd, group) = self.account_files(state)?;
                 Some(resolve_chown(spec, passwd.as_deref(), group.as_deref())?)
             }
             None => None,
         };
         let chmod = c.chmod.as_deref().map(Chmod::parse).transpose()?;
-        let lower = state.lower(self.store)?;
+        let empty = LowerFs::empty();
+        let lower = if c.link {
+            &empty
+        } else {
+            state.lower(self.store)?
+        };
         let planned = copy::plan(root, &selections, &spec, lower, owner, chmod.as_ref())?;
         let layer = copy::write(self.store, &self.opts.layer, &planned, self.mtime())?;
         self.commit(step, state, key, layer)?;
+        relink(state);
         Ok(false)
     }
 

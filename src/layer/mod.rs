@@ -73,6 +73,8 @@ pub enum LayerError {
         expected: u64,
         found: u64,
     },
+    #[error("no content given for the {size}-byte file {path}")]
+    MissingContent { path: PathBuf, size: u64 },
     #[error("xattr name {name:?} on {path} is not UTF-8")]
     XattrName { path: PathBuf, name: String },
     #[error("compression level {level} is out of range for {compression} ({min}..={max})")]
@@ -287,10 +289,9 @@ impl LayerWriter {
         self.write(&bytes)?;
         if size > 0 {
             let Some(content) = content else {
-                return Err(LayerError::FileChanged {
+                return Err(LayerError::MissingContent {
                     path: entry.path.clone(),
-                    expected: size,
-                    found: 0,
+                    size,
                 });
             };
             self.copy_exact(content, size, &entry.path)?;

@@ -304,3 +304,101 @@ fn overlay_upper_dirs_turn_into_whiteouts_and_opaque_dirs() {
     assert_eq!(names, vec![".wh.gone", "d/", "d/.wh..wh..opq", "d/new"]);
     assert!(seen[0].6.is_empty(), "overlay xattrs are not copied");
 }
+
+/// A layer built from entries alone (no file system), every entry kind and
+/// PAX case, so its bytes depend only on the writer and the encoders.
+fn golden_layer(s: &ContentStore, compression: Compression) -> Layer {
+    let mut w = LayerWriter::new(
+        s,
+        &LayerOptions {
+            compression,
+            source_date_epoch: Some(1_700_000_000),
+            ..LayerOptions::default()
+        },
+    )
+    .unwrap();
+    let e = |path: &str, kind: EntryKind| Entry {
+        path: path.into(),
+        kind,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 1_800_000_000,
+        xattrs: BTreeMap::new(),
+    };
+    let body = b"golden\n".repeat(100);
+    w.append(&e("bin", EntryKind::Dir), None).unwrap();
+    let mut file = e(
+        "bin/busybox",
+        EntryKind::File {
+            size: body.len() as u64,
+        },
+    );
+    file.xattrs.insert("user.golden".into(), b"v".to_vec());
+    file.uid = 3_000_000; // beyond ustar's 7 octal digits: PAX uid
+    w.append(&file, Some(&mut &body[..])).unwrap();
+    w.append(
+        &e(
+            "bin/sh",
+            EntryKind::Hardlink {
+                target: "bin/busybox".into(),
+            },
+        ),
+        None,
+    )
+    .unwrap();
+    w.append(&e("dev", EntryKind::Dir), None).unwrap();
+    w.append(
+        &e("dev/null", EntryKind::CharDevice { major: 1, minor: 3 }),
+        None,
+    )
+    .unwrap();
+    w.append(
+        &e("dev/sda", EntryKind::BlockDevice { major: 8, minor: 0 }),
+        None,
+    )
+    .unwrap();
+    w.append(&e("etc", EntryKind::Dir), None).unwrap();
+    w.append_opaque(Path::new("etc")).unwrap();
+    w.append_whiteout(Path::new("etc/old")).unwrap();
+    w.append(&e("fifo", EntryKind::Fifo), None).unwrap();
+    w.append(
+        &e(
+            "long/".repeat(30).trim_end_matches('/'),
+            EntryKind::Symlink {
+                target: "t".repeat(200).into(),
+            },
+        ),
+        None,
+    )
+    .unwrap();
+    w.finish().unwrap()
+}
+
+#[test]
+fn layer_bytes_match_the_frozen_vectors() {
+    // A change here changes every image digest imgb makes: update
+    // testdata/image/layer-vectors.json only on purpose.
+    let golden: BTreeMap<String, BTreeMap<String, String>> =
+        serde_json::from_str(include_str!("../../testdata/image/layer-vectors.json")).unwrap();
+    let (_d, s) = store();
+    for compression in [
+        Compression::Gzip,
+        Compression::Zstd,
+        Compression::Uncompressed,
+    ] {
+        let layer = golden_layer(&s, compression);
+        let want = &golden[compression.name()];
+        let got = BTreeMap::from([
+            ("digest".to_string(), layer.digest.to_string()),
+            ("diff_id".to_string(), layer.diff_id.to_string()),
+            ("size".to_string(), layer.size.to_string()),
+        ]);
+        assert_eq!(&got, want, "{}", compression.name());
+        if compression == Compression::Uncompressed {
+            let names: Vec<String> = read_entries(&s, &layer).into_iter().map(|e| e.0).collect();
+            assert_eq!(names.len(), 11);
+            assert_eq!(names[10], "long/".repeat(30).trim_end_matches('/'));
+        }
+    }
+}

@@ -476,3 +476,57 @@ fn docker_archive_output_is_readable_by_skopeo() {
         "data"
     );
 }
+
+#[test]
+fn copy_heredocs_parents_exclude_and_link() {
+    let ctx = Context::new()
+        .file(
+            "Dockerfile",
+            "FROM scratch\nARG NAME=world\nCOPY <<EOF /greeting.txt\nhello $NAME\nEOF\nCOPY <<'EOF' /literal.txt\nhello $NAME\nEOF\nCOPY --parents a/b/c.txt x/y.txt /kept/\nCOPY --exclude=*.log logs/ /logs/\nCOPY --link a/b/c.txt /linked/c.txt\n",
+        )
+        .file("a/b/c.txt", "C")
+        .file("x/y.txt", "Y")
+        .file("logs/keep.txt", "K")
+        .file("logs/drop.log", "D");
+    let tree = tree_of(&ctx);
+    has(&tree, "greeting.txt", "file 644 0:0 hello world\n");
+    has(&tree, "literal.txt", "file 644 0:0 hello $NAME\n");
+    has(&tree, "kept/a/b/c.txt", "file 644 0:0 C");
+    has(&tree, "kept/x/y.txt", "file 644 0:0 Y");
+    has(&tree, "logs/keep.txt", "file 644 0:0 K");
+    assert!(!tree.contains_key("logs/drop.log"), "{tree:#?}");
+    has(&tree, "linked/c.txt", "file 644 0:0 C");
+}
+
+#[test]
+fn a_linked_copy_is_reused_when_the_layers_below_change() {
+    let imgb = Imgb::new();
+    let ctx = Context::new()
+        .file(
+            "Dockerfile",
+            "FROM scratch\nCOPY base.txt /\nCOPY --link app.txt /app/\nCOPY last.txt /\n",
+        )
+        .file("base.txt", "1")
+        .file("app.txt", "A")
+        .file("last.txt", "L");
+    build_in(&imgb, &ctx, &[]).run.success();
+    std::fs::write(ctx.join("base.txt"), "2").expect("write");
+    let second = build_in(&imgb, &ctx, &[]);
+    second.run.success();
+    let lines: Vec<&str> = second.run.stderr.lines().collect();
+    let cached: Vec<&str> = lines
+        .windows(2)
+        .filter(|w| w[1].ends_with("CACHED"))
+        .map(|w| w[0])
+        .collect();
+    assert_eq!(cached.len(), 1, "{}", second.run.stderr);
+    assert!(
+        cached[0].contains("COPY --link app.txt"),
+        "{}",
+        second.run.stderr
+    );
+    let tree = second.tree();
+    has(&tree, "base.txt", "file 644 0:0 2");
+    has(&tree, "app/app.txt", "file 644 0:0 A");
+    has(&tree, "last.txt", "file 644 0:0 L");
+}

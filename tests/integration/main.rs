@@ -8,8 +8,10 @@ mod harness;
 mod world;
 
 mod build;
+mod build_registry;
 mod cli;
 mod export;
+mod parse;
 mod plan;
 mod registry;
 mod run;

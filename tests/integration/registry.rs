@@ -19,7 +19,7 @@ use fault_proxy::{Action, FaultProxy, Logged, TokenServer};
 
 /// An imgb set up to reach `registry`: its CA (TLS) and its credentials
 /// (basic auth, through `imgb login`).
-fn imgb_for(registry: &Registry) -> Imgb {
+pub(crate) fn imgb_for(registry: &Registry) -> Imgb {
     let imgb = Imgb::new();
     if let Some((user, password)) = registry.credentials() {
         login(&imgb, registry, user, password).success();
@@ -27,7 +27,7 @@ fn imgb_for(registry: &Registry) -> Imgb {
     imgb
 }
 
-fn run(imgb: &Imgb, registry: &Registry, args: &[&str]) -> Run {
+pub(crate) fn run(imgb: &Imgb, registry: &Registry, args: &[&str]) -> Run {
     let mut cmd = imgb.cmd();
     if let Some(certs) = registry.certs_d() {
         cmd.env("IMGB_CERTS_DIR", certs);

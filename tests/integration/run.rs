@@ -128,7 +128,7 @@ fn build(imgb: &Imgb, ctx: &Context, extra: &[&str]) -> Built {
 
 /// No snapshot directory or mount is left behind.
 fn assert_clean(imgb: &Imgb) {
-    let tmp = imgb.home.path().join("tmp");
+    let tmp = imgb.home.path().join("runs");
     let left: Vec<_> = std::fs::read_dir(&tmp)
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -440,4 +440,47 @@ fn a_missing_runtime_says_how_to_install_runc() {
         .run
         .exit_code(1)
         .stderr_has("apt-get install runc");
+}
+
+#[test]
+fn bind_tmpfs_and_network_none_mounts() {
+    require_tool("runc");
+    let imgb = Imgb::new();
+    let ctx = Context::new()
+        .file("data/in.txt", "from-context")
+        .file(
+            "Dockerfile",
+            format!(
+                "{}\n\
+                 RUN --mount=type=bind,source=data,target=/data cat /data/in.txt > /copied && if touch /data/x; then echo rw > /ro.txt; else echo ro > /ro.txt; fi\n\
+                 RUN --mount=type=bind,source=data,target=/data,rw echo scribble > /data/in.txt && cat /data/in.txt > /rw.txt\n\
+                 RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t && grep -q ' /scratch tmpfs' /proc/mounts && echo ok > /tmpfs.txt\n\
+                 RUN --network=none grep -c : /proc/net/dev > /net.txt\n",
+                from_busybox()
+            ),
+        );
+    let tree = build(&imgb, &ctx, &[]).tree();
+    let get = |p: &str| tree.get(p).map(String::as_str);
+    assert_eq!(
+        get("copied"),
+        Some("file 644 0:0 from-context"),
+        "{tree:#?}"
+    );
+    assert_eq!(
+        get("ro.txt"),
+        Some("file 644 0:0 ro"),
+        "bind mounts are read-only by default"
+    );
+    assert_eq!(get("rw.txt"), Some("file 644 0:0 scribble"));
+    assert_eq!(
+        std::fs::read_to_string(ctx.join("data/in.txt")).expect("context file"),
+        "from-context",
+        "rw bind changes are discarded"
+    );
+    assert_eq!(get("tmpfs.txt"), Some("file 644 0:0 ok"));
+    assert_eq!(get("net.txt"), Some("file 644 0:0 1"), "only loopback");
+    for gone in ["data", "scratch"] {
+        assert_eq!(get(gone), None, "mount point {gone} leaked: {tree:#?}");
+    }
+    assert_clean(&imgb);
 }

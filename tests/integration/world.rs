@@ -362,3 +362,34 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// The Debian bookworm minbase + python3 fixture (see
+/// `fixtures/images/debian/build.sh`): slow the first time on a machine
+/// (debootstrap from the Debian mirror), then built from the cached rootfs.
+#[derive(Debug)]
+pub struct Debian {
+    /// An OCI image layout with the tag `latest`.
+    pub layout: PathBuf,
+    /// Manifest digest of `latest`.
+    pub latest: String,
+}
+
+/// The Debian fixture, built on first use.
+pub fn debian() -> &'static Debian {
+    static DEBIAN: OnceLock<Debian> = OnceLock::new();
+    DEBIAN.get_or_init(|| {
+        require_tool("debootstrap");
+        let layout = world_dir().join("debian");
+        let out = run_ok(
+            Command::new("bash")
+                .arg(repo_root().join("fixtures/images/debian/build.sh"))
+                .arg(&layout),
+        );
+        let latest = out
+            .lines()
+            .find_map(|l| l.strip_prefix("latest "))
+            .unwrap_or_else(|| panic!("debian build.sh printed no digest: {out}"))
+            .to_string();
+        Debian { layout, latest }
+    })
+}

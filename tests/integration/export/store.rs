@@ -197,3 +197,76 @@ fn two_processes_writing_the_same_store_never_corrupt_it() {
     let report = store.prune(&PruneOptions::default()).unwrap();
     assert_eq!(report.removed.len(), 3);
 }
+
+#[test]
+fn imgb_du_and_prune_keep_storage_on_the_real_binary() {
+    let home = tempfile::tempdir().unwrap();
+    let root = home.path();
+    let store = ContentStore::open(root).unwrap();
+    let layer = store.put_bytes(&noise(300_000, 1)).unwrap();
+    let manifest = store
+        .put_bytes(
+            serde_json::json!({
+                "schemaVersion": 2,
+                "config": {"mediaType": "c", "digest": layer.digest, "size": layer.size},
+                "layers": []
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+    store
+        .set_ref("example.com/app:1", &manifest.digest)
+        .unwrap();
+    let cached = store.put_bytes(&noise(200_000, 2)).unwrap();
+    store.add_root("cache", &cached.digest).unwrap();
+    let garbage = store.put_bytes(&noise(100_000, 3)).unwrap();
+    drop(store);
+
+    let imgb = |args: &[&str]| run_ok(Command::new(imgb_bin()).arg("--root").arg(root).args(args));
+    let du = imgb(&["du"]);
+    assert!(du.contains("image example.com/app:1"), "{du}");
+    assert!(
+        du.contains("cache (not in an image)") && du.contains("200kB"),
+        "{du}"
+    );
+    assert!(
+        du.contains("unreferenced (1 blobs)") && du.contains("100kB"),
+        "{du}"
+    );
+
+    let out = imgb(&["prune"]);
+    assert!(
+        out.contains(&format!("deleted: {}", garbage.digest)),
+        "{out}"
+    );
+    assert!(out.contains("Total reclaimed space: 100kB"), "{out}");
+
+    // 400 KB is less than image + cache: the cache root goes, the image stays.
+    let out = imgb(&["prune", "--keep-storage", "400KB"]);
+    assert!(
+        out.contains(&format!("dropped cache root: {}", cached.digest)),
+        "{out}"
+    );
+    let store = ContentStore::open(root).unwrap();
+    assert!(!store.has(&cached.digest));
+    assert!(store.has(&layer.digest) && store.has(&manifest.digest));
+    drop(store);
+
+    let bad = Command::new(imgb_bin())
+        .arg("--root")
+        .arg(root)
+        .args(["prune", "--keep-storage", "lots"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid size \"lots\""));
+
+    let out = imgb(&["prune", "--all"]);
+    assert!(out.contains("untagged: example.com/app:1"), "{out}");
+    assert!(ContentStore::open(root)
+        .unwrap()
+        .blobs()
+        .unwrap()
+        .is_empty());
+}
