@@ -232,6 +232,30 @@ fn inside(root: &Path, source: &str) -> Result<PathBuf, EngineError> {
     Ok(real)
 }
 
+/// Removes the scratch dirs of imgb processes that died mid-RUN (killed
+/// before their snapshot was dropped), unmounting their overlays first. A
+/// directory that is still mounted is left alone.
+fn remove_stale(runs: &Path) {
+    let Ok(entries) = fs::read_dir(runs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let merged = entry.path().join("snap/merged");
+        let _ = rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::empty());
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if !mounts.contains(&entry.path().display().to_string()) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Runs `run` on a snapshot of `cx.lower`; returns the layer of its changes.
 /// `output` receives each output line.
 pub fn execute(
@@ -241,6 +265,9 @@ pub fn execute(
 ) -> Result<Layer, EngineError> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if n == 0 {
+        remove_stale(&cx.home.join("runs"));
+    }
     // Not the store's `tmp/`: the store empties that when it opens, and a
     // snapshot may hold a mount.
     let scratch = cx
@@ -428,9 +455,25 @@ fn execute_in(
 
     let snapshot = Snapshot::prepare(cx.snapshotter, cx.lower, &scratch.join("snap"), &stubs)?;
     // Docker compatibility: a missing working directory is created.
-    let cwd = snapshot.root().join(run.workdir.trim_start_matches('/'));
-    if fs::symlink_metadata(&cwd).is_err() {
-        ensure_dir(&cwd)?;
+    // Only through real directories: a symlink in the path is resolved by
+    // the runtime inside the container, never here on the host.
+    let mut cwd = snapshot.root().to_path_buf();
+    for part in run
+        .workdir
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+    {
+        if part == ".." {
+            break;
+        }
+        cwd.push(part);
+        match fs::symlink_metadata(&cwd) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => break,
+            Err(_) => {
+                ensure_dir(&cwd)?;
+            }
+        }
     }
     let request = RunRequest {
         rootfs: snapshot.root(),

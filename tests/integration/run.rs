@@ -342,6 +342,9 @@ fn a_failing_run_shows_the_step_the_exit_code_and_its_output() {
         "Dockerfile",
         format!("{}\nRUN echo boom; exit 3\n", from_busybox()),
     );
+    // What a killed imgb left behind is cleaned up by the next RUN.
+    let stale = imgb.home.path().join("runs/999999-0/snap/upper");
+    std::fs::create_dir_all(&stale).expect("stale dir");
     let failed = build_with(&imgb, &ctx, &[], &[]);
     failed
         .run
