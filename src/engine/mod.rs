@@ -8,6 +8,7 @@
 pub mod copy;
 pub mod executor;
 pub mod lowerfs;
+pub mod mounts;
 pub mod owner;
 pub mod run;
 pub mod snapshot;
