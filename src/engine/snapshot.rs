@@ -446,3 +446,84 @@ pub fn ensure_dir(path: &Path) -> Result<(), EngineError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same changes through both snapshotters give the same layer, and
+    /// stubs stay out of it.
+    #[test]
+    fn overlay_and_copy_give_the_same_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(&dir.path().join("store")).unwrap();
+        let lower = dir.path().join("lower");
+        for d in ["etc", "keep/deep", "gone/sub", "tmp"] {
+            fs::create_dir_all(lower.join(d)).unwrap();
+        }
+        fs::write(lower.join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+        fs::write(lower.join("keep/deep/same"), "same").unwrap();
+        fs::write(lower.join("keep/edit"), "old").unwrap();
+        fs::write(lower.join("gone/sub/f"), "f").unwrap();
+        fs::write(lower.join("file-to-dir"), "f").unwrap();
+        let stubs = [
+            Stub {
+                path: "proc".into(),
+                dir: true,
+            },
+            Stub {
+                path: "etc/hosts".into(),
+                dir: false,
+            },
+            Stub {
+                path: "run/secrets/s".into(),
+                dir: false,
+            },
+        ];
+        let opts = LayerOptions {
+            source_date_epoch: Some(1_700_000_000),
+            ..LayerOptions::default()
+        };
+        let layer = |kind| {
+            let snap = Snapshot::prepare(kind, &lower, &dir.path().join("snap"), &stubs).unwrap();
+            assert_eq!(snap.kind(), kind);
+            let root = snap.root().to_path_buf();
+            assert!(root.join("proc").is_dir() && root.join("etc/hosts").is_file());
+            fs::write(root.join("keep/edit"), "new").unwrap();
+            fs::write(root.join("added"), "a").unwrap();
+            fs::remove_dir_all(root.join("gone")).unwrap();
+            fs::remove_file(root.join("file-to-dir")).unwrap();
+            fs::create_dir(root.join("file-to-dir")).unwrap();
+            fs::write(root.join("file-to-dir/inner"), "i").unwrap();
+            fs::write(root.join("tmp/t"), "t").unwrap();
+            fs::remove_file(root.join("tmp/t")).unwrap();
+            let layer = snap.commit(&store, &opts).unwrap();
+            assert!(!dir.path().join("snap").exists(), "the snapshot is removed");
+            layer
+        };
+        let overlay = layer(SnapshotterKind::Overlay);
+        let copy = layer(SnapshotterKind::Copy);
+        assert_eq!(overlay.diff_id, copy.diff_id);
+
+        let blob = store.open_blob(&copy.digest).unwrap();
+        let mut archive = tar::Archive::new(crate::layer::decompressed(blob).unwrap());
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ".wh.gone",
+                "added",
+                "file-to-dir/",
+                "file-to-dir/.wh..wh..opq",
+                "file-to-dir/inner",
+                "keep/",
+                "keep/edit",
+                "tmp/",
+            ]
+        );
+    }
+}
