@@ -98,6 +98,8 @@ pub enum ExpandError {
     MissingBrace { word: String },
     #[error("failed to process {word:?}: syntax error: missing '/' in ${{}}")]
     MissingSlash { word: String },
+    #[error("failed to process {word:?}: substitutions nested too deeply")]
+    TooDeep { word: String },
     #[error("failed to process {word:?}: syntax error: bad substitution")]
     BadSubstitution { word: String },
     #[error("failed to process {word:?}: unsupported modifier ({modifier}) in substitution")]
@@ -132,8 +134,36 @@ pub enum WarningKind {
     MaintainerDeprecated,
     /// Legacy `ENV k v` / `LABEL k v` form.
     LegacyKeyValue,
-    /// The keyword is not upper case.
-    KeywordCase,
+    /// Shell-form CMD/ENTRYPOINT (BuildKit check `JSONArgsRecommended`).
+    JsonArgsRecommended,
+    /// `FROM x as y` with different casing (`FromAsCasing`).
+    FromAsCasing,
+    /// A stage name with upper-case letters (`StageNameCasing`).
+    StageNameCasing,
+    /// Several CMD/ENTRYPOINT/HEALTHCHECK in one stage
+    /// (`MultipleInstructionsDisallowed`).
+    MultipleInstructionsDisallowed,
+    /// Keywords not all in the same case (`ConsistentInstructionCasing`).
+    ConsistentInstructionCasing,
+}
+
+impl WarningKind {
+    /// The rule name `# check=skip=NAME` refers to (BuildKit's names where
+    /// BuildKit has the check).
+    pub fn rule(self) -> &'static str {
+        match self {
+            WarningKind::EmptyContinuationLine => "NoEmptyContinuation",
+            WarningKind::MisplacedDirective => "MisplacedDirective",
+            WarningKind::TrailingJson => "TrailingJSON",
+            WarningKind::MaintainerDeprecated => "MaintainerDeprecated",
+            WarningKind::LegacyKeyValue => "LegacyKeyValueFormat",
+            WarningKind::JsonArgsRecommended => "JSONArgsRecommended",
+            WarningKind::FromAsCasing => "FromAsCasing",
+            WarningKind::StageNameCasing => "StageNameCasing",
+            WarningKind::MultipleInstructionsDisallowed => "MultipleInstructionsDisallowed",
+            WarningKind::ConsistentInstructionCasing => "ConsistentInstructionCasing",
+        }
+    }
 }
 
 /// A warning about a Dockerfile that still parses.

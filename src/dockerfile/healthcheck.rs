@@ -54,13 +54,23 @@ pub(crate) fn build_healthcheck(
             let duration = |name: &str| -> Result<Option<Duration>, ParseError> {
                 match flags.string(name) {
                     None => Ok(None),
-                    Some(v) => parse_go_duration(&v).map(Some).ok_or_else(|| {
-                        at.err(ParseErrorKind::BadFlag {
-                            flag: name.to_string(),
-                            reason: format!("invalid duration {v:?}"),
-                        })
-                        .with_hint("durations look like 30s, 1m30s, 500ms")
-                    }),
+                    Some(v) => {
+                        let d = parse_go_duration(&v).ok_or_else(|| {
+                            at.err(ParseErrorKind::BadFlag {
+                                flag: name.to_string(),
+                                reason: format!("invalid duration {v:?}"),
+                            })
+                            .with_hint("durations look like 30s, 1m30s, 500ms")
+                        })?;
+                        // Docker's minimum; 0 means "use the default".
+                        if !d.is_zero() && d < Duration::from_millis(1) {
+                            return Err(at.err(ParseErrorKind::BadFlag {
+                                flag: name.to_string(),
+                                reason: format!("{v:?} cannot be less than 1ms"),
+                            }));
+                        }
+                        Ok(Some(d))
+                    }
                 }
             };
             let retries = match flags.string("retries") {

@@ -91,6 +91,7 @@ impl Lexer {
             pos: 0,
             lookup,
             raw_escapes: self.raw_escapes,
+            depth: 0,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         };
@@ -156,9 +157,14 @@ struct State<'a> {
     pos: usize,
     lookup: Lookup<'a>,
     raw_escapes: bool,
+    /// `${` nesting depth, bounded so hostile input cannot exhaust the stack.
+    depth: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
+
+/// How deeply `${a:-${b:-...}}` may nest.
+const MAX_DEPTH: usize = 128;
 
 impl State<'_> {
     fn peek(&self) -> Option<char> {
@@ -357,6 +363,16 @@ impl State<'_> {
     }
 
     fn dollar(&mut self) -> Result<String, ExpandError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(ExpandError::TooDeep { word: self.word() });
+        }
+        self.depth += 1;
+        let out = self.dollar_inner();
+        self.depth -= 1;
+        out
+    }
+
+    fn dollar_inner(&mut self) -> Result<String, ExpandError> {
         self.pos += 1; // the '$'
         if self.peek() != Some('{') {
             let name = self.name();

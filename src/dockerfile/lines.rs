@@ -123,13 +123,19 @@ fn can_have_heredoc(text: &str) -> bool {
     if !text.contains("<<") {
         return false;
     }
-    let (cmd, _, rest) = words::split_command(text);
-    match Keyword::parse(&cmd) {
-        Some(Keyword::Run | Keyword::Copy | Keyword::Add) => {
-            matches!(words::parse_json(&rest), Json::No)
+    // A loop, not recursion: `ONBUILD ONBUILD ...` (an error later) must
+    // not exhaust the stack here.
+    let mut line = text;
+    loop {
+        let (cmd, rest) = words::split_first(line.trim());
+        match Keyword::parse(cmd) {
+            Some(Keyword::Run | Keyword::Copy | Keyword::Add) => {
+                let (_, _, args) = words::split_command(line);
+                return matches!(words::parse_json(&args), Json::No);
+            }
+            Some(Keyword::Onbuild) => line = rest,
+            _ => return false,
         }
-        Some(Keyword::Onbuild) => can_have_heredoc(&rest),
-        _ => false,
     }
 }
 

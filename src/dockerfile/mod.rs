@@ -15,6 +15,7 @@
 //! [`Instruction::expand`] (or [`Lexer`] directly) once ARG/ENV values are
 //! known.
 
+mod checks;
 mod dump;
 mod error;
 mod expand;
@@ -155,6 +156,9 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         instructions.push(inst);
     }
     typed::check_order(&instructions)?;
+    checks::run(&instructions, &mut warnings);
+    warnings.sort_by_key(|w| w.line);
+    checks::apply_skip(lines.directives.check.as_deref(), &mut warnings);
     Ok(Dockerfile {
         directives: lines.directives,
         instructions,

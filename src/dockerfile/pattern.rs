@@ -36,74 +36,82 @@ pub(crate) fn parse_pattern(pattern: &str) -> Option<Vec<Tok>> {
     Some(out)
 }
 
-/// Whether `pat` matches all of `text`.
-fn glob_match(pat: &[Tok], text: &[char]) -> bool {
-    // Iterative matcher with single-star backtracking: linear for the
-    // patterns Dockerfiles use, and no recursion on hostile input.
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pat.get(p) {
-            Some(Tok::Star) => {
-                star = Some((p, t));
-                p += 1;
+/// Every end position `e` such that `pat` matches `text[start..e]`, in
+/// increasing order, found by simulating the pattern as an NFA: linear in
+/// the text for a given pattern, so a hostile value cannot blow up.
+fn match_ends(pat: &[Tok], text: &[char], start: usize) -> Vec<usize> {
+    let m = pat.len();
+    // `states[i]`: the first `i` tokens have matched.
+    let mut states = vec![false; m + 1];
+    let close = |states: &mut Vec<bool>| {
+        for i in 0..m {
+            if states[i] && pat[i] == Tok::Star {
+                states[i + 1] = true;
             }
-            Some(Tok::Any) => {
-                p += 1;
-                t += 1;
-            }
-            Some(Tok::Lit(c)) if *c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
         }
+    };
+    states[0] = true;
+    close(&mut states);
+    let mut ends = Vec::new();
+    if states[m] {
+        ends.push(start);
     }
-    pat[p.min(pat.len())..].iter().all(|t| *t == Tok::Star)
+    let mut next = vec![false; m + 1];
+    for (offset, &c) in text[start..].iter().enumerate() {
+        next.iter_mut().for_each(|s| *s = false);
+        for i in 0..m {
+            if !states[i] {
+                continue;
+            }
+            match pat[i] {
+                Tok::Star => next[i] = true,
+                Tok::Any => next[i + 1] = true,
+                Tok::Lit(l) if l == c => next[i + 1] = true,
+                Tok::Lit(_) => {}
+            }
+        }
+        close(&mut next);
+        if !next.iter().any(|s| *s) {
+            break;
+        }
+        if next[m] {
+            ends.push(start + offset + 1);
+        }
+        std::mem::swap(&mut states, &mut next);
+    }
+    ends
 }
 
+/// `${v#p}` (shortest) and `${v##p}` (greedy): remove a matching prefix.
 pub(crate) fn trim_prefix(pat: &[Tok], value: &[char], greedy: bool) -> String {
-    let ends: Box<dyn Iterator<Item = usize>> = if greedy {
-        Box::new((0..=value.len()).rev())
-    } else {
-        Box::new(0..=value.len())
-    };
-    for end in ends {
-        if glob_match(pat, &value[..end]) {
-            return value[end..].iter().collect();
-        }
+    let ends = match_ends(pat, value, 0);
+    let end = if greedy { ends.last() } else { ends.first() };
+    match end {
+        Some(&e) => value[e..].iter().collect(),
+        None => value.iter().collect(),
     }
-    value.iter().collect()
 }
 
+/// `${v%p}` (shortest) and `${v%%p}` (greedy): remove a matching suffix,
+/// by matching the reversed pattern against the reversed value (as
+/// BuildKit does).
 pub(crate) fn trim_suffix(pat: &[Tok], value: &[char], greedy: bool) -> String {
-    let starts: Box<dyn Iterator<Item = usize>> = if greedy {
-        Box::new(0..=value.len())
-    } else {
-        Box::new((0..=value.len()).rev())
-    };
-    for start in starts {
-        if glob_match(pat, &value[start..]) {
-            return value[..start].iter().collect();
-        }
+    let rpat: Vec<Tok> = pat.iter().rev().copied().collect();
+    let rvalue: Vec<char> = value.iter().rev().copied().collect();
+    let ends = match_ends(&rpat, &rvalue, 0);
+    let end = if greedy { ends.last() } else { ends.first() };
+    match end {
+        Some(&e) => value[..value.len() - e].iter().collect(),
+        None => value.iter().collect(),
     }
-    value.iter().collect()
 }
 
 /// The leftmost, then longest, match at or after `from`.
 fn find(pat: &[Tok], value: &[char], from: usize) -> Option<(usize, usize)> {
     (from..=value.len()).find_map(|start| {
-        (start..=value.len())
-            .rev()
-            .find(|&end| glob_match(pat, &value[start..end]))
-            .map(|end| (start, end))
+        match_ends(pat, value, start)
+            .last()
+            .map(|&end| (start, end))
     })
 }
 
@@ -149,6 +157,15 @@ pub(crate) fn replace(pat: &[Tok], value: &[char], replacement: &str, all: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_values_stay_fast() {
+        // Quadratic at worst (one linear scan per start position).
+        let v: Vec<char> = "ab".repeat(400).chars().collect();
+        let out = replace(&toks("*c"), &v, "x", true);
+        assert_eq!(out.len(), v.len());
+        assert_eq!(trim_suffix(&toks("*a*b"), &v, false), "ab".repeat(399));
+    }
 
     fn toks(p: &str) -> Vec<Tok> {
         parse_pattern(p).expect("valid pattern")

@@ -213,3 +213,23 @@ fn random_bytes_never_panic() {
         exercise(&String::from_utf8_lossy(&bytes));
     }
 }
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let deep = format!("{}x{}", "${a:-".repeat(100_000), "}".repeat(100_000));
+    let err = Lexer::new('\\').expand_word(&deep, &lookup);
+    assert!(matches!(
+        err,
+        Err(crate::dockerfile::ExpandError::TooDeep { .. })
+    ));
+    let quoted = format!("{}x{}", "\"${a:-".repeat(50_000), "}\"".repeat(50_000));
+    assert!(Lexer::new('\\').expand_word(&quoted, &lookup).is_err());
+    let heredoc_line = format!("FROM x\nRUN <<EOF {deep}\nEOF\n");
+    exercise(&heredoc_line);
+}
+
+#[test]
+fn deep_onbuild_chains_are_errors() {
+    let text = format!("FROM x\n{}RUN <<EOF\nEOF\n", "ONBUILD ".repeat(100_000));
+    assert!(parse(&text).is_err());
+}

@@ -3,6 +3,11 @@
 /// The closest of `candidates` to `word` (case-insensitive edit distance
 /// of at most 2, or a prefix), for "did you mean" hints.
 pub(crate) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    // No keyword or flag is this long: nothing to suggest, and no
+    // quadratic work on a huge garbage word.
+    if word.len() > 64 {
+        return None;
+    }
     let word = word.to_ascii_lowercase();
     let mut best: Option<(usize, &str)> = None;
     for &c in candidates {

@@ -27,9 +27,14 @@ use super::EngineError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
     Dir,
-    File { abs: PathBuf, size: u64 },
+    File {
+        abs: PathBuf,
+        size: u64,
+    },
     Symlink(String),
     Inline(Vec<u8>),
+    /// A hard link, device or fifo (from an archive ADD extracts).
+    Special(LayerKind),
 }
 
 /// One entry of the layer to write.
@@ -296,6 +301,7 @@ pub fn write(
             Content::Inline(bytes) => LayerKind::File {
                 size: bytes.len() as u64,
             },
+            Content::Special(kind) => kind.clone(),
         };
         let entry = Entry {
             path: PathBuf::from(&p.path),

@@ -2,9 +2,12 @@
 //! COPY/ADD, metadata) and commits layers.
 //!
 //! Uses `plan`, `cache`, `context`, `layer`, `store`, `image`; touches the file
-//! system and runs processes. It never touches the network: every base image
-//! is in the content store before execution starts.
+//! system and runs processes. It touches the network only for `ADD <url>`
+//! (see `add`): every base image is in the content store before execution
+//! starts.
 
+pub mod add;
+pub mod archive;
 pub mod copy;
 pub mod executor;
 pub mod lowerfs;
@@ -39,6 +42,8 @@ pub enum EngineError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Owner(#[from] owner::OwnerError),
+    #[error(transparent)]
+    Add(#[from] add::AddError),
     #[error("reading layer {digest}: {source}")]
     LayerRead {
         digest: Sha256Digest,

@@ -16,6 +16,7 @@ use crate::plan::{
 };
 use crate::store::ContentStore;
 
+use super::add::{self, AddSources};
 use super::copy::{self, CopySpec};
 use super::lowerfs::{normalise, LowerFs};
 use super::owner::{resolve_chown, Chmod, Owner};
@@ -515,12 +516,12 @@ impl Build<'_> {
         c: &CopyStep,
         no_cache: bool,
     ) -> Result<bool, EngineError> {
-        if c.is_add && c.sources.iter().any(|s| is_remote(s)) {
-            return Err(EngineError::Unsupported {
-                what: "ADD from a URL or git repository".into(),
-                hint: "download it in a RUN step, or COPY a local file".into(),
-            });
-        }
+        // ADD's own part: archives, downloads (see add.rs).
+        let mut add = if c.is_add {
+            Some(AddSources::new(c, &self.opts.home)?)
+        } else {
+            None
+        };
         let inline: Vec<(String, Vec<u8>)> = c
             .heredocs
             .iter()
@@ -529,6 +530,7 @@ impl Build<'_> {
         let sources: Vec<String> = c
             .sources
             .iter()
+            .filter(|s| !(c.is_add && add::is_url(s)))
             .filter(|s| {
                 !c.heredocs.iter().any(|h| {
                     **s == h.name
@@ -584,6 +586,9 @@ impl Build<'_> {
                 inputs.insert("from".into(), base.manifest_digest);
             }
         }
+        if let Some(add) = add.as_mut() {
+            add.key_inputs(&mut inputs)?;
+        }
         let mut json = serde_json::to_value(c).unwrap_or_default();
         json["layer"] = self.layer_key_fields();
         let platform = Self::platform(stage);
@@ -607,6 +612,9 @@ impl Build<'_> {
             self.reuse(step, state, record);
             relink(state);
             return Ok(true);
+        }
+        if let Some(add) = add.as_mut() {
+            add.fetch()?;
         }
         // A miss: materialise a stage's or image's filesystem if needed.
         let from_root = match &c.from {
@@ -649,7 +657,16 @@ impl Build<'_> {
         } else {
             state.lower(self.store)?
         };
-        let planned = copy::plan(root, &selections, &spec, lower, owner, chmod.as_ref())?;
+        let mut planned = copy::plan(root, &selections, &spec, lower, owner, chmod.as_ref())?;
+        if let Some(add) = add.as_mut() {
+            let files: Vec<PathBuf> = selections
+                .iter()
+                .filter(|s| !s.is_dir)
+                .filter_map(|s| s.entries.first())
+                .map(|e| root.abs(&e.context_path))
+                .collect();
+            planned = add.finish(planned, &files, &c.dest, lower, owner, chmod.as_ref())?;
+        }
         let layer = copy::write(self.store, &self.opts.layer, &planned, self.mtime())?;
         self.commit(step, state, key, layer)?;
         relink(state);
@@ -814,11 +831,4 @@ impl Build<'_> {
         }
         result.map(|()| path)
     }
-}
-
-fn is_remote(source: &str) -> bool {
-    source.starts_with("http://")
-        || source.starts_with("https://")
-        || source.starts_with("git@")
-        || source.ends_with(".git")
 }

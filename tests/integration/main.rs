@@ -7,6 +7,7 @@
 mod harness;
 mod world;
 
+mod add;
 mod build;
 mod build_registry;
 mod cli;

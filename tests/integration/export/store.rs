@@ -113,7 +113,7 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(
-            start.elapsed() < Duration::from_secs(120),
+            start.elapsed() < Duration::from_secs(300),
             "timed out waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(20));
