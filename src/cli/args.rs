@@ -166,6 +166,14 @@ pub struct BuildArgs {
     /// Default network mode for RUN (default, none, host).
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
+    /// OCI runtime for RUN: a name looked up in PATH, /usr/sbin and /sbin, or a path.
+    #[arg(
+        long,
+        value_name = "NAME|PATH",
+        env = "IMGB_RUNTIME",
+        default_value = "runc"
+    )]
+    pub runtime: String,
     /// Print only the image id.
     #[arg(short, long)]
     pub quiet: bool,

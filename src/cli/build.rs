@@ -125,6 +125,14 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),
         layer,
+        runtime: find_runtime(&args.runtime),
+        runtime_name: args.runtime.clone(),
+        snapshotter: std::env::var("IMGB_SNAPSHOTTER")
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e: String| Failure::Usage(anyhow!("IMGB_SNAPSHOTTER: {e}")))?,
+        secrets: secrets(&args.secrets)?,
+        network: network(args.network.as_deref())?,
     };
     let output = engine::build(&plan, &context, &store, &bases, &engine_opts, &*printer)
         .map_err(|f| step_failure(&dockerfile_name, &text, &plan, f))?;
@@ -286,6 +294,72 @@ fn check_names_and_outputs(args: &BuildArgs) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// The runtime binary: a path as given, or a name searched in PATH and
+/// the sbin directories (runc lives in /usr/sbin, often not in a user's PATH).
+fn find_runtime(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| executable(p))
+}
+
+/// `--secret id=ID,src=FILE` (also `source=`, `type=file`) or
+/// `id=ID,env=VAR`; `src` defaults to the env var named like the id when
+/// neither is given, as buildx does.
+fn secrets(specs: &[String]) -> Result<BTreeMap<String, engine::run::Secret>, Failure> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let usage = || {
+            Failure::Usage(anyhow!(
+                "invalid --secret {spec:?}: expected id=ID,src=FILE or id=ID,env=VAR"
+            ))
+        };
+        let (mut id, mut src, mut env) = (None, None, None);
+        for field in spec.split(',') {
+            match field.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(v.to_string()),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", "file" | "env")) => {}
+                _ => return Err(usage()),
+            }
+        }
+        let id = id.filter(|i| !i.is_empty()).ok_or_else(usage)?;
+        let value = match (src, env) {
+            (Some(path), _) => std::fs::read(&path)
+                .map_err(|e| Failure::User(anyhow!("reading secret {id:?} from {path}: {e}")))?,
+            (None, Some(var)) => std::env::var(&var)
+                .map_err(|_| Failure::User(anyhow!("secret {id:?}: ${var} is not set")))?
+                .into_bytes(),
+            (None, None) => std::env::var(&id).map_err(|_| usage())?.into_bytes(),
+        };
+        out.insert(id, engine::run::Secret(value));
+    }
+    Ok(out)
+}
+
+fn network(mode: Option<&str>) -> Result<Option<plan::NetworkMode>, Failure> {
+    match mode {
+        None => Ok(None),
+        Some("default") => Ok(Some(plan::NetworkMode::Default)),
+        Some("none") => Ok(Some(plan::NetworkMode::None)),
+        Some("host") => Ok(Some(plan::NetworkMode::Host)),
+        Some(other) => Err(Failure::Usage(anyhow!(
+            "unknown --network {other:?}: use default, none or host"
+        ))),
+    }
 }
 
 /// The store name of a `-t` tag: Docker's normalised reference

@@ -197,6 +197,30 @@ impl Printer {
         }
     }
 
+    /// A line a RUN step printed, under the step's number (BuildKit's plain
+    /// format `#N line`); a `{"type":"output"}` event in rawjson.
+    fn output(&self, line: &str) {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let id = state
+            .running
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(state.counter);
+        match (self.mode, &state.live) {
+            (ProgressMode::Quiet, _) => {}
+            (ProgressMode::RawJson, _) => {
+                emit_json(&serde_json::json!({"type": "output", "id": id, "line": line}));
+            }
+            (_, Some(live)) => {
+                if live.multi.println(format!("#{id} {line}")).is_err() {
+                    eprintln!("#{id} {line}");
+                }
+            }
+            _ => eprintln!("#{id} {line}"),
+        }
+    }
+
     /// The last progress line of a successful build.
     pub fn summary(&self, summary: &Summary<'_>) {
         let line = format!(
@@ -425,6 +449,7 @@ impl Reporter for Printer {
         match event {
             // Plan warnings: shown even with -q, as before.
             Event::Message(text) => self.message(text),
+            Event::Output(line) => self.output(line),
             Event::Step {
                 stage,
                 index,

@@ -9,8 +9,12 @@
 pub mod add;
 pub mod archive;
 pub mod copy;
+pub mod executor;
 pub mod lowerfs;
+pub mod mounts;
 pub mod owner;
+pub mod run;
+pub mod snapshot;
 pub mod time;
 
 mod stage;
@@ -54,8 +58,44 @@ pub enum EngineError {
     Step { message: String },
     #[error("base image {reference:?} was not resolved before the build")]
     MissingBase { reference: String },
+    #[error("the OCI runtime {name:?} was not found\nhint: install runc (`apt-get install runc`), or name one with --runtime or IMGB_RUNTIME")]
+    RuntimeMissing { name: String },
+    #[error("running the OCI runtime: {message}")]
+    Runtime { message: String },
+    #[error(
+        "process \"{command}\" did not complete successfully: exit code: {exit_code}{}",
+        tail(output)
+    )]
+    RunFailed {
+        command: String,
+        exit_code: i32,
+        /// The last lines of its output.
+        output: Vec<String>,
+    },
+    #[error("snapshot: {reason}")]
+    Snapshot { reason: String },
+    #[error("secret {id:?} is required but was not given (pass --secret id={id},src=FILE)")]
+    SecretMissing { id: String },
+    #[error("mount at {target:?}: {reason}")]
+    Mount { target: String, reason: String },
+    #[error("unable to find user {user:?} in the image's /etc/passwd")]
+    UnknownUser { user: String },
+    #[error("unable to find group {group:?} in the image's /etc/group")]
+    UnknownGroup { group: String },
     #[error("{what} is not supported yet ({hint})")]
     Unsupported { what: String, hint: String },
+}
+
+fn tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\noutput (last lines):");
+    for line in lines {
+        out.push_str("\n  ");
+        out.push_str(line);
+    }
+    out
 }
 
 impl EngineError {

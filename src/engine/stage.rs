@@ -11,7 +11,8 @@ use crate::digest::Sha256Digest;
 use crate::image::{ChainId, Descriptor, History, ImageConfig};
 use crate::layer::{unpack_layer, Layer, LayerOptions};
 use crate::plan::{
-    apply, Base, BuildPlan, ConfigChange, CopyFrom, CopyStep, StagePlan, Step, StepKind,
+    apply, Base, BuildPlan, ConfigChange, CopyFrom, CopyStep, NetworkMode, RunStep, StagePlan,
+    Step, StepKind,
 };
 use crate::store::ContentStore;
 
@@ -19,6 +20,8 @@ use super::add::{self, AddSources};
 use super::copy::{self, CopySpec};
 use super::lowerfs::{normalise, LowerFs};
 use super::owner::{resolve_chown, Chmod, Owner};
+use super::run::{self, Secret};
+use super::snapshot::SnapshotterKind;
 use super::time::{now, rfc3339};
 use super::{EngineError, StepFailure};
 
@@ -46,6 +49,16 @@ pub struct EngineOptions {
     /// `--no-cache-filter`: stage names (or ids) built without the cache.
     pub no_cache_stages: Vec<String>,
     pub layer: LayerOptions,
+    /// The OCI runtime binary for RUN (`None`: not found; RUN then fails
+    /// with an install hint).
+    pub runtime: Option<PathBuf>,
+    /// The runtime as the user named it (for that error).
+    pub runtime_name: String,
+    pub snapshotter: SnapshotterKind,
+    /// `--secret`s by id.
+    pub secrets: BTreeMap<String, Secret>,
+    /// `--network`: the network of RUN steps without `--network`.
+    pub network: Option<NetworkMode>,
 }
 
 /// The state of a step, for progress output.
@@ -67,6 +80,8 @@ pub enum Event<'a> {
         status: StepStatus,
     },
     Message(&'a str),
+    /// A line of output of the running step.
+    Output(&'a str),
 }
 
 /// Receives progress (the cli prints it).
@@ -330,7 +345,9 @@ impl Build<'_> {
                 apply(&mut state.config, &ConfigChange::Workdir(dir.clone()));
                 let exists = state.lower(self.store)?.is_dir(dir);
                 if exists || normalise(dir).is_empty() {
-                    state.config.push_empty_layer(self.history(step, self.metadata_time(state)));
+                    state
+                        .config
+                        .push_empty_layer(self.history(step, self.metadata_time(state)));
                     return Ok(false);
                 }
                 self.workdir(stage, step, state, dir, no_cache)
@@ -339,15 +356,14 @@ impl Build<'_> {
                 apply(&mut state.config, change);
                 // BuildKit records no history for ONBUILD.
                 if step.records_history() {
-                    state.config.push_empty_layer(self.history(step, self.metadata_time(state)));
+                    state
+                        .config
+                        .push_empty_layer(self.history(step, self.metadata_time(state)));
                 }
                 Ok(false)
             }
             StepKind::Copy(copy) => self.copy(stage, step, state, copy, no_cache),
-            StepKind::Run(_) => Err(EngineError::Unsupported {
-                what: "RUN".to_string(),
-                hint: "running steps in an OCI runtime arrives with issue #8; this build of imgb handles FROM, COPY, ADD of local files and metadata instructions".to_string(),
-            }),
+            StepKind::Run(r) => self.run(stage, step, state, r, no_cache),
         }
     }
 
@@ -657,6 +673,113 @@ impl Build<'_> {
         Ok(false)
     }
 
+    fn run(
+        &mut self,
+        stage: &StagePlan,
+        step: &Step,
+        state: &mut StageState,
+        r: &RunStep,
+        no_cache: bool,
+    ) -> Result<bool, EngineError> {
+        let network = run::effective_network(r, self.opts.network);
+        let mut json = run::cache_json(r, network);
+        json["layer"] = self.layer_key_fields();
+        // Mount sources are inputs: the selected context files, or the
+        // identity of the stage or image.
+        let mut inputs: BTreeMap<String, Sha256Digest> = BTreeMap::new();
+        for (i, m) in r.mounts.iter().enumerate() {
+            match &m.source_from {
+                Some(CopyFrom::Context) => {
+                    let source = m.mount.source.clone().unwrap_or_else(|| "/".into());
+                    for (j, selection) in self.context.select(&source)?.iter().enumerate() {
+                        let sum = checksum(self.context, &selection.entries, &mut self.hashes)
+                            .map_err(|source| EngineError::Io {
+                                path: self.context.abs(&selection.path),
+                                source,
+                            })?;
+                        inputs.insert(format!("mount/{i}/{j}"), sum);
+                    }
+                }
+                Some(CopyFrom::Stage(id)) => {
+                    let parent = self.built.get(id).ok_or_else(|| EngineError::Step {
+                        message: format!("stage {id} is not built"),
+                    })?;
+                    inputs.insert(format!("mount/{i}"), *parent.key.digest());
+                }
+                Some(CopyFrom::Image(reference)) => {
+                    let base = self.base(reference)?;
+                    inputs.insert(format!("mount/{i}"), base.manifest_digest);
+                }
+                None => {}
+            }
+        }
+        let key = CacheKey::step(state.key, &Self::platform(stage), &json, &inputs);
+        if let Some(record) = self.lookup(&key, no_cache) {
+            self.reuse(step, state, record);
+            return Ok(true);
+        }
+        let binary = self
+            .opts
+            .runtime
+            .clone()
+            .ok_or_else(|| EngineError::RuntimeMissing {
+                name: self.opts.runtime_name.clone(),
+            })?;
+        let executor = super::executor::Runc {
+            binary,
+            state: self.opts.home.join("runc"),
+        };
+        let mut sources = Vec::new();
+        for m in &r.mounts {
+            sources.push(match &m.source_from {
+                Some(CopyFrom::Context) if m.mount.kind == crate::plan::MountType::Bind => {
+                    Some(self.context.root().to_path_buf())
+                }
+                Some(CopyFrom::Stage(id)) => {
+                    let parent = self.built.get(id).ok_or_else(|| EngineError::Step {
+                        message: format!("stage {id} is not built"),
+                    })?;
+                    Some(self.rootfs(&parent.config.rootfs.diff_ids, &parent.layers)?)
+                }
+                Some(CopyFrom::Image(reference)) => {
+                    let base = self.base(reference)?;
+                    Some(self.rootfs(&base.config.rootfs.diff_ids, &base.layers)?)
+                }
+                _ => None,
+            });
+        }
+        let root = self.rootfs(&state.config.rootfs.diff_ids, &state.layers)?;
+        let user = run::resolve_user(
+            &r.user,
+            run::read_in_root(&root, "etc/passwd").as_deref(),
+            run::read_in_root(&root, "etc/group").as_deref(),
+        )?;
+        let cx = run::RunContext {
+            executor: &executor,
+            snapshotter: self.opts.snapshotter,
+            home: &self.opts.home,
+            store: self.store,
+            layer: &self.opts.layer,
+            secrets: &self.opts.secrets,
+            network,
+            lower: &root,
+            user,
+            sources,
+        };
+        let reporter = self.reporter;
+        let layer = run::execute(&cx, r, &mut |line| reporter.report(Event::Output(line)))?;
+        self.commit(step, state, key, layer)?;
+        Ok(false)
+    }
+
+    fn base(&self, reference: &str) -> Result<&ResolvedImage, EngineError> {
+        self.bases
+            .get(reference)
+            .ok_or_else(|| EngineError::MissingBase {
+                reference: reference.to_string(),
+            })
+    }
+
     /// The unpacked filesystem of some layers, cached per chain id under
     /// `IMGB_HOME/snapshots`.
     fn rootfs(
@@ -677,9 +800,27 @@ impl Build<'_> {
             let p = p.to_path_buf();
             move |source| EngineError::Io { path: p, source }
         };
-        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        // Start from the longest prefix of the chain already unpacked (the
+        // parent of a RUN or COPY usually is): only the new layers unpack.
+        let base = (1..diff_ids.len().min(layers.len())).rev().find_map(|k| {
+            let prefix = ChainId::of(&diff_ids[..k])?.digest().hex();
+            let p = dir.join(prefix);
+            p.is_dir().then_some((k, p))
+        });
+        let _ = std::fs::remove_dir_all(&tmp);
+        let start = match &base {
+            Some((k, parent)) => {
+                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+                super::snapshot::copy_tree(parent, &tmp)?;
+                *k
+            }
+            None => {
+                std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+                0
+            }
+        };
         let result = (|| {
-            for layer in layers {
+            for layer in &layers[start..] {
                 let blob = self.store.open_blob(&layer.digest)?;
                 unpack_layer(blob, &tmp)?;
             }

@@ -38,6 +38,10 @@ pub use step::{
 
 use crate::dockerfile::ExpandError;
 
+// The engine may not name `dockerfile`: the RUN step's option types reach it
+// through the plan.
+pub use crate::dockerfile::{Heredoc, Mount, MountType, NetworkMode, SecurityMode};
+
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanOptions {

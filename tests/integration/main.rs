@@ -17,4 +17,5 @@ mod parse;
 mod plan;
 mod progress;
 mod registry;
+mod run;
 mod smoke;
