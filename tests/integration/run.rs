@@ -82,6 +82,31 @@ impl Built {
         out
     }
 
+    /// Runs the image's entrypoint/CMD under runc; returns its stdout.
+    fn run_cmd(&self) -> String {
+        let bundle = self.unpack();
+        let config_path = bundle.join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config_path).expect("config")).expect("json");
+        config["process"]["terminal"] = false.into();
+        if let Some(p) = config["process"].as_object_mut() {
+            p.remove("rlimits");
+        }
+        std::fs::write(&config_path, serde_json::to_vec(&config).expect("encode")).expect("write");
+        run_ok(
+            Command::new(require_tool("runc"))
+                .arg("--root")
+                .arg(self.dir.path().join("runc-state"))
+                .args(["run", "--bundle"])
+                .arg(&bundle)
+                .arg(format!(
+                    "imgb-test-{}-{}",
+                    std::process::id(),
+                    self.dir.path().display().to_string().len()
+                )),
+        )
+    }
+
     fn manifest(&self) -> serde_json::Value {
         let out = run_ok(
             Command::new(require_tool("skopeo"))
@@ -179,23 +204,7 @@ fn run_steps_add_change_and_delete_files_and_the_image_runs() {
     assert_clean(&imgb);
 
     // The image's CMD under runc.
-    let bundle = built.unpack();
-    let config_path = bundle.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config_path).expect("config")).expect("json");
-    config["process"]["terminal"] = false.into();
-    if let Some(p) = config["process"].as_object_mut() {
-        p.remove("rlimits");
-    }
-    std::fs::write(&config_path, serde_json::to_vec(&config).expect("encode")).expect("write");
-    let out = run_ok(
-        Command::new(require_tool("runc"))
-            .arg("--root")
-            .arg(built.dir.path().join("runc-state"))
-            .args(["run", "--bundle"])
-            .arg(&bundle)
-            .arg(format!("imgb-test-{}", std::process::id())),
-    );
+    let out = built.run_cmd();
     assert_eq!(out.trim(), "changed");
 }
 
@@ -486,4 +495,50 @@ fn bind_tmpfs_and_network_none_mounts() {
         assert_eq!(get(gone), None, "mount point {gone} leaked: {tree:#?}");
     }
     assert_clean(&imgb);
+}
+
+/// The classic Python application (`examples/python-app`) on the Debian +
+/// python3 fixture from the local registry: pip installs from a local wheel
+/// directory (no network), and the image runs.
+#[test]
+fn python_app_example_builds_on_debian_and_runs() {
+    require_tool("runc");
+    let debian = world::debian();
+    let registry = world::registry(Flavour::Plain);
+    registry.skopeo_copy_to(
+        &format!("oci:{}:latest", debian.layout.display()),
+        "run/debian-python:latest",
+        &[],
+    );
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python-app");
+    let imgb = Imgb::new();
+    let dir = tempfile::tempdir().expect("out dir");
+    let mut cmd = imgb.cmd();
+    cmd.args(["build", "--progress=plain", "-t", "img:t", "-o"])
+        .arg(format!(
+            "type=oci,dest={},tar=false",
+            dir.path().join("layout").display()
+        ))
+        .args([
+            "--build-arg",
+            &format!("BASE={}/run/debian-python", registry.addr),
+        ])
+        .arg(&example);
+    let built = Built {
+        dir,
+        run: Run::of(cmd),
+    };
+    built.run.success();
+    assert!(
+        built
+            .run
+            .stderr
+            .contains("Successfully installed greeting-1.0"),
+        "{}",
+        built.run.stderr
+    );
+    assert_eq!(
+        built.run_cmd().trim(),
+        "Hello, imgb! (from the greeting wheel)"
+    );
 }
