@@ -35,6 +35,9 @@ pub fn prune(state: &Path, args: &PruneArgs) -> Result<(), Failure> {
         all,
         keep_storage,
         verify: args.verify,
+        // Unpacked filesystems of layer chains: RUN and COPY --from unpack
+        // them again when needed.
+        derived: vec![state.join("snapshots")],
     };
     let started = Instant::now();
     let mut told = false;
@@ -82,6 +85,9 @@ pub fn prune(state: &Path, args: &PruneArgs) -> Result<(), Failure> {
             report.corrupt.len(),
             if report.corrupt.len() == 1 { "" } else { "s" }
         );
+    }
+    if report.derived_bytes > 0 {
+        println!("snapshots: {} removed", human_size(report.derived_bytes));
     }
     println!("Total reclaimed space: {}", human_size(report.reclaimed()));
     Ok(())

@@ -28,6 +28,10 @@ pub struct PruneOptions {
     /// Re-hash every blob first and remove those whose bytes do not match
     /// their name.
     pub verify: bool,
+    /// Directories of derived data that can always be made again from the
+    /// blobs (unpacked snapshots): emptied while no other process has the
+    /// store open.
+    pub derived: Vec<std::path::PathBuf>,
 }
 
 /// What `prune` did.
@@ -44,6 +48,8 @@ pub struct PruneReport {
     pub dropped_refs: Vec<String>,
     /// Bytes of leftover temp files removed.
     pub temp_bytes: u64,
+    /// Bytes of derived data removed (see [`PruneOptions::derived`]).
+    pub derived_bytes: u64,
 }
 
 impl PruneReport {
@@ -52,6 +58,7 @@ impl PruneReport {
         self.removed.iter().map(|b| b.size).sum::<u64>()
             + self.corrupt.iter().map(|(b, _)| b.size).sum::<u64>()
             + self.temp_bytes
+            + self.derived_bytes
     }
 }
 
@@ -88,6 +95,9 @@ impl ContentStore {
             temp_bytes: clean_dir(&self.tmp_dir())?,
             ..PruneReport::default()
         };
+        for dir in &opts.derived {
+            report.derived_bytes += remove_tree_contents(dir)?;
+        }
         if opts.verify {
             for digest in self.blobs()? {
                 let found = self.rehash(&digest)?;
@@ -258,4 +268,37 @@ impl ContentStore {
         }
         Ok(usage)
     }
+}
+
+/// Removes everything inside `dir` (not following symlinks); returns the
+/// bytes of regular files removed. A missing directory is empty.
+fn remove_tree_contents(dir: &std::path::Path) -> Result<u64, StoreError> {
+    let mut bytes = 0;
+    for entry in walkdir::WalkDir::new(dir).min_depth(1).follow_links(false) {
+        match entry {
+            Ok(e) if e.file_type().is_file() => bytes += e.metadata().map(|m| m.len()).unwrap_or(0),
+            Ok(_) => {}
+            Err(_) => break, // missing dir, or a race: sizes are a report only
+        }
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(StoreError::io("list", dir)(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(StoreError::io("list", dir))?.path();
+        let result = match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError::io("remove", &path)(e))
+            }
+            _ => {}
+        }
+    }
+    Ok(bytes)
 }

@@ -265,3 +265,25 @@ fn prune_is_refused_while_another_handle_has_the_store_open() {
     // Our shared lock survived the failed attempt and prune now works.
     s.prune(&PruneOptions::default()).unwrap();
 }
+
+#[test]
+fn prune_empties_derived_directories() {
+    let (d, s) = store();
+    let derived = d.path().join("snapshots");
+    fs::create_dir_all(derived.join("chain/usr/bin")).unwrap();
+    fs::write(derived.join("chain/usr/bin/tool"), b"12345").unwrap();
+    std::os::unix::fs::symlink("/etc", derived.join("chain/link")).unwrap();
+    let report = s
+        .prune(&PruneOptions {
+            derived: vec![derived.clone(), d.path().join("missing")],
+            ..PruneOptions::default()
+        })
+        .unwrap();
+    assert_eq!(report.derived_bytes, 5);
+    assert!(derived.is_dir(), "the directory itself stays");
+    assert_eq!(fs::read_dir(&derived).unwrap().count(), 0);
+    assert!(
+        std::path::Path::new("/etc").is_dir(),
+        "links are not followed"
+    );
+}

@@ -542,3 +542,37 @@ fn python_app_example_builds_on_debian_and_runs() {
         "Hello, imgb! (from the greeting wheel)"
     );
 }
+
+/// `imgb prune` removes the unpacked snapshots (derived data); the next build
+/// unpacks what it needs again.
+#[test]
+fn prune_removes_snapshots_and_builds_still_work() {
+    require_tool("runc");
+    let imgb = Imgb::new();
+    let ctx = Context::new().file(
+        "Dockerfile",
+        format!("{}\nRUN echo one > /one\n", from_busybox()),
+    );
+    build_with(&imgb, &ctx, &[], &[]).run.success();
+    let snapshots = imgb.home.path().join("snapshots");
+    assert!(
+        std::fs::read_dir(&snapshots)
+            .map(|d| d.count())
+            .unwrap_or(0)
+            > 0,
+        "RUN unpacked a snapshot"
+    );
+    imgb.run(["prune"]).success().stdout_has("snapshots:");
+    assert_eq!(
+        std::fs::read_dir(&snapshots)
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+    let again = build_with(&imgb, &ctx, &["--no-cache"], &[]);
+    again.run.success();
+    assert_eq!(
+        again.tree().get("one").map(String::as_str),
+        Some("file 644 0:0 one")
+    );
+}
