@@ -121,6 +121,7 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
     let context = BuildContext::open(&context_dir, dockerfile_path.as_deref())
         .map_err(|e| Failure::User(anyhow!("{e}")))?;
     let engine_opts = EngineOptions {
+        cancel: cancel_on_interrupt(),
         home: state.to_path_buf(),
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),
@@ -294,6 +295,23 @@ fn check_names_and_outputs(args: &BuildArgs) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// A flag that Ctrl-C (SIGINT) or SIGTERM sets: the engine then kills the
+/// running container, starts no further step and cleans up its mounts and
+/// temp dirs before imgb exits. A second signal exits at once.
+fn cancel_on_interrupt() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    // Only one handler per process; a second build in-process keeps the first.
+    let _ = ctrlc::set_handler(move || {
+        if handler_flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("interrupted: stopping the build and cleaning up (Ctrl-C again to quit now)");
+    });
+    flag
 }
 
 /// The runtime binary: a path as given, or a name searched in PATH and

@@ -85,6 +85,9 @@ pub struct Runc {
     pub binary: PathBuf,
     /// The runtime's state directory.
     pub state: PathBuf,
+    /// When set, the running container is killed and the run reports
+    /// [`EngineError::Interrupted`].
+    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Docker's default capability set.
@@ -237,6 +240,30 @@ impl Executor for Runc {
         })?;
         // Our copies of the pipe's write end must go, or EOF never comes.
         drop(cmd);
+        // A watcher kills the container when the build is cancelled (a
+        // container's init ignores SIGINT, so Ctrl-C alone does not stop it).
+        let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (finished, cancel) = (finished.clone(), self.cancel.clone());
+            let (binary, state, id) = (self.binary.clone(), self.state.clone(), id.clone());
+            std::thread::spawn(move || {
+                use std::sync::atomic::Ordering::SeqCst;
+                while !finished.load(SeqCst) {
+                    if cancel.load(SeqCst) {
+                        let _ = Command::new(&binary)
+                            .arg("--root")
+                            .arg(&state)
+                            .args(["kill", "--all", &id, "KILL"])
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null())
+                            .status();
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        continue;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            })
+        };
         let mut lines = BufReader::new(reader);
         let mut line = Vec::new();
         loop {
@@ -251,7 +278,10 @@ impl Executor for Runc {
                 Err(_) => break,
             }
         }
-        let status = child.wait().map_err(io(&self.binary))?;
+        let status = child.wait().map_err(io(&self.binary));
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = watcher.join();
+        let status = status?;
         let exit_code = match status.code() {
             Some(code) => code,
             None => {
@@ -269,6 +299,9 @@ impl Executor for Runc {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
+        }
+        if self.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(EngineError::Interrupted);
         }
         Ok(RunOutcome { exit_code })
     }

@@ -62,6 +62,8 @@ pub enum EngineError {
     RuntimeMissing { name: String },
     #[error("running the OCI runtime: {message}")]
     Runtime { message: String },
+    #[error("interrupted")]
+    Interrupted,
     #[error(
         "process \"{command}\" did not complete successfully: exit code: {exit_code}{}",
         tail(output)

@@ -59,6 +59,10 @@ pub struct EngineOptions {
     pub secrets: BTreeMap<String, Secret>,
     /// `--network`: the network of RUN steps without `--network`.
     pub network: Option<NetworkMode>,
+    /// Set (by the cli's Ctrl-C handler) to stop the build: the running
+    /// RUN's container is killed, and no further step starts; temp mounts
+    /// and dirs are cleaned up on the way out.
+    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The state of a step, for progress output.
@@ -294,6 +298,9 @@ impl Build<'_> {
                 .any(|s| s.eq_ignore_ascii_case(&name) || *s == stage.id.to_string());
         let total = stage.steps.len();
         for (index, step) in stage.steps.iter().enumerate() {
+            if self.opts.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err((index, EngineError::Interrupted));
+            }
             let started = Instant::now();
             let report = |status| {
                 self.reporter.report(Event::Step {
@@ -728,6 +735,7 @@ impl Build<'_> {
         let executor = super::executor::Runc {
             binary,
             state: self.opts.home.join("runc"),
+            cancel: self.opts.cancel.clone(),
         };
         let mut sources = Vec::new();
         for m in &r.mounts {

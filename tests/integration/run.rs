@@ -576,3 +576,62 @@ fn prune_removes_snapshots_and_builds_still_work() {
         Some("file 644 0:0 one")
     );
 }
+
+/// Ctrl-C (SIGINT) during a long RUN: the container is killed, imgb exits
+/// non-zero soon after, and no mount or temp dir is left behind.
+#[test]
+fn ctrl_c_during_a_run_stops_the_build_and_cleans_up() {
+    require_tool("runc");
+    let imgb = Imgb::new();
+    let ctx = Context::new().file(
+        "Dockerfile",
+        format!(
+            "{}\nRUN echo started-$((40+2)) && sleep 60\n",
+            from_busybox()
+        ),
+    );
+    let mut cmd = imgb.cmd();
+    cmd.args(["build", "--progress=plain"])
+        .arg(ctx.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn imgb");
+    let stderr = child.stderr.take().expect("stderr");
+    // Wait until the command runs, reading progress as it comes.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("started-42") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the RUN started");
+    let started = std::time::Instant::now();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("try_wait") {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "imgb did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!exit.success(), "an interrupted build failed");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_clean(&imgb);
+}
