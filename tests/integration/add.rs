@@ -4,7 +4,6 @@
 //! on 127.0.0.1 (`--checksum`, mode 0600, the cache). Results are read back
 //! with umoci.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -13,98 +12,12 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::harness::{Context, Imgb, Run};
+use crate::built::{has, Built};
+use crate::harness::{Context, Imgb};
 use crate::world::{require_tool, run_ok, sha256_hex};
 
-/// A build into an OCI layout (tag `t`) and what imgb printed.
-struct Built {
-    dir: tempfile::TempDir,
-    run: Run,
-}
-
-impl Built {
-    fn layout(&self) -> PathBuf {
-        self.dir.path().join("layout")
-    }
-
-    /// Unpacks with umoci: the rootfs path.
-    fn rootfs(&self) -> PathBuf {
-        let bundle = self.dir.path().join("bundle");
-        let _ = std::fs::remove_dir_all(&bundle);
-        run_ok(
-            Command::new(require_tool("umoci"))
-                .args(["unpack", "--image"])
-                .arg(format!("{}:t", self.layout().display()))
-                .arg(&bundle),
-        );
-        bundle.join("rootfs")
-    }
-
-    /// path -> "type mode uid:gid content-or-target", as umoci unpacked it.
-    fn tree(&self) -> BTreeMap<String, String> {
-        let rootfs = self.rootfs();
-        let mut out = BTreeMap::new();
-        for entry in walkdir::WalkDir::new(&rootfs).min_depth(1) {
-            let entry = entry.expect("walk rootfs");
-            let rel = entry
-                .path()
-                .strip_prefix(&rootfs)
-                .expect("under rootfs")
-                .display()
-                .to_string();
-            let meta = entry.path().symlink_metadata().expect("stat");
-            let desc = if meta.file_type().is_symlink() {
-                format!(
-                    "link {}:{} -> {}",
-                    meta.uid(),
-                    meta.gid(),
-                    std::fs::read_link(entry.path()).expect("link").display()
-                )
-            } else if meta.is_dir() {
-                format!(
-                    "dir {:o} {}:{}",
-                    meta.mode() & 0o7777,
-                    meta.uid(),
-                    meta.gid()
-                )
-            } else {
-                format!(
-                    "file {:o} {}:{} {}",
-                    meta.mode() & 0o7777,
-                    meta.uid(),
-                    meta.gid(),
-                    String::from_utf8_lossy(&std::fs::read(entry.path()).expect("read"))
-                )
-            };
-            out.insert(rel, desc);
-        }
-        out
-    }
-}
-
 fn build_with(imgb: &Imgb, ctx: &Context) -> Built {
-    let dir = tempfile::tempdir().expect("out dir");
-    let run = imgb.run([
-        "build".to_string(),
-        "--progress=plain".into(),
-        "-t".into(),
-        "img:t".into(),
-        "-o".into(),
-        format!(
-            "type=oci,dest={},tar=false",
-            dir.path().join("layout").display()
-        ),
-        ctx.path().display().to_string(),
-    ]);
-    Built { dir, run }
-}
-
-fn has(tree: &BTreeMap<String, String>, path: &str, desc: &str) {
-    assert_eq!(
-        tree.get(path).map(String::as_str),
-        Some(desc),
-        "{path} in {tree:#?}"
-    );
+    Built::build(imgb, ctx.path(), &[], &[])
 }
 
 /// Makes the tree every archive test packs: a file (0640, owner 1234:55),

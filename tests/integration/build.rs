@@ -3,113 +3,15 @@
 //! reading the config with skopeo; the cache; reproducibility.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{Context, Imgb, Run};
+use crate::built::{has, Built};
+use crate::harness::{Context, Imgb};
 use crate::world::{require_tool, run_ok};
 
-/// A built image in an OCI layout, tag `t`.
-struct Built {
-    dir: tempfile::TempDir,
-    run: Run,
-}
-
-impl Built {
-    fn layout(&self) -> PathBuf {
-        self.dir.path().join("layout")
-    }
-
-    /// Unpacks with umoci and lists the rootfs: path -> (type+mode, uid:gid, content or link).
-    fn tree(&self) -> BTreeMap<String, String> {
-        let bundle = self.dir.path().join("bundle");
-        let _ = std::fs::remove_dir_all(&bundle);
-        run_ok(
-            Command::new(require_tool("umoci"))
-                .args(["unpack", "--image"])
-                .arg(format!("{}:t", self.layout().display()))
-                .arg(&bundle),
-        );
-        let rootfs = bundle.join("rootfs");
-        let mut out = BTreeMap::new();
-        for entry in walkdir::WalkDir::new(&rootfs)
-            .min_depth(1)
-            .sort_by_file_name()
-        {
-            let entry = entry.expect("walk rootfs");
-            let rel = entry
-                .path()
-                .strip_prefix(&rootfs)
-                .expect("under rootfs")
-                .display()
-                .to_string();
-            use std::os::unix::fs::MetadataExt;
-            let meta = entry.path().symlink_metadata().expect("stat");
-            let desc = if meta.file_type().is_symlink() {
-                format!(
-                    "link {}:{} -> {}",
-                    meta.uid(),
-                    meta.gid(),
-                    std::fs::read_link(entry.path()).expect("link").display()
-                )
-            } else if meta.is_dir() {
-                format!(
-                    "dir {:o} {}:{}",
-                    meta.mode() & 0o7777,
-                    meta.uid(),
-                    meta.gid()
-                )
-            } else {
-                format!(
-                    "file {:o} {}:{} {}",
-                    meta.mode() & 0o7777,
-                    meta.uid(),
-                    meta.gid(),
-                    String::from_utf8_lossy(&std::fs::read(entry.path()).expect("read"))
-                )
-            };
-            out.insert(rel, desc);
-        }
-        out
-    }
-
-    /// The image config as skopeo reads it.
-    fn config(&self) -> serde_json::Value {
-        let out = run_ok(
-            Command::new(require_tool("skopeo"))
-                .args(["inspect", "--config"])
-                .arg(format!("oci:{}:t", self.layout().display())),
-        );
-        serde_json::from_str(&out).expect("config JSON")
-    }
-
-    fn manifest_digest(&self) -> String {
-        let out = run_ok(
-            Command::new(require_tool("skopeo"))
-                .args(["inspect", "--format", "{{.Digest}}"])
-                .arg(format!("oci:{}:t", self.layout().display())),
-        );
-        out.trim().to_string()
-    }
-}
-
 fn build_in(imgb: &Imgb, ctx: &Context, extra: &[&str]) -> Built {
-    let dir = tempfile::tempdir().expect("out dir");
-    let mut args: Vec<String> = vec![
-        "build".into(),
-        "--progress=plain".into(),
-        "-t".into(),
-        "img:t".into(),
-        "-o".into(),
-        format!(
-            "type=oci,dest={},tar=false",
-            dir.path().join("layout").display()
-        ),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.push(ctx.path().display().to_string());
-    let run = imgb.run(&args);
-    Built { dir, run }
+    Built::build(imgb, ctx.path(), extra, &[])
 }
 
 fn build(ctx: &Context) -> Built {
@@ -120,14 +22,6 @@ fn build(ctx: &Context) -> Built {
 
 fn tree_of(ctx: &Context) -> BTreeMap<String, String> {
     build(ctx).tree()
-}
-
-fn has(tree: &BTreeMap<String, String>, path: &str, desc: &str) {
-    assert_eq!(
-        tree.get(path).map(String::as_str),
-        Some(desc),
-        "{path} in {tree:#?}"
-    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod world;
 mod add;
 mod build;
 mod build_registry;
+mod built;
 mod cli;
 mod export;
 mod images;

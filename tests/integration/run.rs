@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{Context, Imgb, Run};
+use crate::built::{walk_tree, Built};
+use crate::harness::{Context, Imgb};
 use crate::world::{self, require_tool, run_ok, Flavour};
 
 /// `FROM` line for the busybox fixture in the plain registry.
@@ -17,132 +18,36 @@ fn from_busybox() -> String {
     format!("FROM {}/run/busybox:latest", registry.addr)
 }
 
-struct Built {
-    dir: tempfile::TempDir,
-    run: Run,
-}
-
-impl Built {
-    fn layout(&self) -> PathBuf {
-        self.dir.path().join("layout")
-    }
-
-    /// Unpacks with umoci; returns the bundle dir.
-    fn unpack(&self) -> PathBuf {
-        let bundle = self.dir.path().join("bundle");
-        let _ = std::fs::remove_dir_all(&bundle);
-        run_ok(
-            Command::new(require_tool("umoci"))
-                .args(["unpack", "--image"])
-                .arg(format!("{}:t", self.layout().display()))
-                .arg(&bundle),
-        );
-        bundle
-    }
-
-    /// path -> description of the unpacked rootfs.
-    fn tree(&self) -> BTreeMap<String, String> {
-        let rootfs = self.unpack().join("rootfs");
-        let mut out = BTreeMap::new();
-        for entry in walkdir::WalkDir::new(&rootfs)
-            .min_depth(1)
-            .sort_by_file_name()
-        {
-            let entry = entry.expect("walk rootfs");
-            let rel = entry
-                .path()
-                .strip_prefix(&rootfs)
-                .expect("under rootfs")
-                .display()
-                .to_string();
-            let meta = entry.path().symlink_metadata().expect("stat");
-            let desc = if meta.file_type().is_symlink() {
-                format!(
-                    "link -> {}",
-                    std::fs::read_link(entry.path()).expect("link").display()
-                )
-            } else if meta.is_dir() {
-                format!(
-                    "dir {:o} {}:{}",
-                    meta.mode() & 0o7777,
-                    meta.uid(),
-                    meta.gid()
-                )
-            } else {
-                format!(
-                    "file {:o} {}:{} {}",
-                    meta.mode() & 0o7777,
-                    meta.uid(),
-                    meta.gid(),
-                    String::from_utf8_lossy(&std::fs::read(entry.path()).expect("read")).trim_end()
-                )
-            };
-            out.insert(rel, desc);
+/// The unpacked rootfs, with content trimmed and links without owners:
+/// path -> description.
+fn tree(built: &Built) -> BTreeMap<String, String> {
+    walk_tree(&built.rootfs(), |path, meta| {
+        if meta.file_type().is_symlink() {
+            format!(
+                "link -> {}",
+                std::fs::read_link(path).expect("link").display()
+            )
+        } else if meta.is_dir() {
+            format!(
+                "dir {:o} {}:{}",
+                meta.mode() & 0o7777,
+                meta.uid(),
+                meta.gid()
+            )
+        } else {
+            format!(
+                "file {:o} {}:{} {}",
+                meta.mode() & 0o7777,
+                meta.uid(),
+                meta.gid(),
+                String::from_utf8_lossy(&std::fs::read(path).expect("read")).trim_end()
+            )
         }
-        out
-    }
-
-    /// Runs the image's entrypoint/CMD under runc; returns its stdout.
-    fn run_cmd(&self) -> String {
-        let bundle = self.unpack();
-        let config_path = bundle.join("config.json");
-        let mut config: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&config_path).expect("config")).expect("json");
-        config["process"]["terminal"] = false.into();
-        if let Some(p) = config["process"].as_object_mut() {
-            p.remove("rlimits");
-        }
-        std::fs::write(&config_path, serde_json::to_vec(&config).expect("encode")).expect("write");
-        run_ok(
-            Command::new(require_tool("runc"))
-                .arg("--root")
-                .arg(self.dir.path().join("runc-state"))
-                .args(["run", "--bundle"])
-                .arg(&bundle)
-                .arg(format!(
-                    "imgb-test-{}-{}",
-                    std::process::id(),
-                    self.dir.path().display().to_string().len()
-                )),
-        )
-    }
-
-    fn manifest(&self) -> serde_json::Value {
-        let out = run_ok(
-            Command::new(require_tool("skopeo"))
-                .args(["inspect", "--raw"])
-                .arg(format!("oci:{}:t", self.layout().display())),
-        );
-        serde_json::from_str(&out).expect("manifest JSON")
-    }
-
-    fn layer_digests(&self) -> Vec<String> {
-        self.manifest()["layers"]
-            .as_array()
-            .expect("layers")
-            .iter()
-            .map(|l| l["digest"].as_str().expect("digest").to_string())
-            .collect()
-    }
+    })
 }
 
 fn build_with(imgb: &Imgb, ctx: &Context, extra: &[&str], env: &[(&str, &str)]) -> Built {
-    let dir = tempfile::tempdir().expect("out dir");
-    let mut cmd = imgb.cmd();
-    cmd.args(["build", "--progress=plain", "-t", "img:t", "-o"])
-        .arg(format!(
-            "type=oci,dest={},tar=false",
-            dir.path().join("layout").display()
-        ))
-        .args(extra)
-        .arg(ctx.path());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Built {
-        dir,
-        run: Run::of(cmd),
-    }
+    Built::build(imgb, ctx.path(), extra, env)
 }
 
 fn build(imgb: &Imgb, ctx: &Context, extra: &[&str]) -> Built {
@@ -182,7 +87,7 @@ fn run_steps_add_change_and_delete_files_and_the_image_runs() {
         ),
     );
     let built = build(&imgb, &ctx, &[]);
-    let tree = built.tree();
+    let tree = tree(&built);
     let get = |p: &str| tree.get(p).map(String::as_str);
     assert_eq!(get("app/a.txt"), Some("file 644 0:0 changed"), "{tree:#?}");
     assert_eq!(get("app/b.txt"), None, "deleted in a later RUN");
@@ -264,7 +169,7 @@ fn a_cache_mount_persists_across_builds() {
     );
     let first = build(&imgb, &ctx, &[]);
     assert!(!first.run.stderr.contains("SEEN-2"), "{}", first.run.stderr);
-    let tree = first.tree();
+    let tree = tree(&first);
     assert_eq!(
         tree.get("result").map(String::as_str),
         Some("file 644 0:0 done")
@@ -312,7 +217,7 @@ fn secrets_are_mounted_but_never_stored() {
     std::fs::write(file.path(), secret).expect("write secret");
     let src = format!("id=s,src={}", file.path().display());
     let built = build(&imgb, &ctx, &["--secret", &src]);
-    let tree = built.tree();
+    let tree = tree(&built);
     assert!(
         tree.contains_key("ok") && tree.contains_key("ok2"),
         "{tree:#?}"
@@ -415,7 +320,7 @@ fn overlay_and_copy_snapshotters_give_the_same_layers() {
         }
     }
     assert_eq!(a, b);
-    let tree = copy.tree();
+    let tree = tree(&copy);
     assert_eq!(
         tree.get("srv/g").map(String::as_str),
         Some("file 600 1000:1000 b\nc")
@@ -437,7 +342,7 @@ fn heredoc_scripts_with_a_shebang_run_from_dev_pipes() {
             from_busybox()
         ),
     );
-    let tree = build(&imgb, &ctx, &[]).tree();
+    let tree = tree(&build(&imgb, &ctx, &[]));
     assert_eq!(
         tree.get("h.txt").map(String::as_str),
         Some("file 644 0:0 from-heredoc\n/dev/pipes/EOF")
@@ -471,7 +376,7 @@ fn bind_tmpfs_and_network_none_mounts() {
                 from_busybox()
             ),
         );
-    let tree = build(&imgb, &ctx, &[]).tree();
+    let tree = tree(&build(&imgb, &ctx, &[]));
     let get = |p: &str| tree.get(p).map(String::as_str);
     assert_eq!(
         get("copied"),
@@ -512,22 +417,8 @@ fn python_app_example_builds_on_debian_and_runs() {
     );
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python-app");
     let imgb = Imgb::new();
-    let dir = tempfile::tempdir().expect("out dir");
-    let mut cmd = imgb.cmd();
-    cmd.args(["build", "--progress=plain", "-t", "img:t", "-o"])
-        .arg(format!(
-            "type=oci,dest={},tar=false",
-            dir.path().join("layout").display()
-        ))
-        .args([
-            "--build-arg",
-            &format!("BASE={}/run/debian-python", registry.addr),
-        ])
-        .arg(&example);
-    let built = Built {
-        dir,
-        run: Run::of(cmd),
-    };
+    let base = format!("BASE={}/run/debian-python", registry.addr);
+    let built = Built::build(&imgb, &example, &["--build-arg", &base], &[]);
     built.run.success();
     assert!(
         built
@@ -572,7 +463,7 @@ fn prune_removes_snapshots_and_builds_still_work() {
     let again = build_with(&imgb, &ctx, &["--no-cache"], &[]);
     again.run.success();
     assert_eq!(
-        again.tree().get("one").map(String::as_str),
+        tree(&again).get("one").map(String::as_str),
         Some("file 644 0:0 one")
     );
 }
