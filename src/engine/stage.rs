@@ -253,12 +253,7 @@ impl Build<'_> {
                 }
             }
             Base::Image { reference } => {
-                let base = self
-                    .bases
-                    .get(reference)
-                    .ok_or_else(|| EngineError::MissingBase {
-                        reference: reference.clone(),
-                    })?;
+                let base = self.base(reference)?;
                 config.rootfs = base.config.rootfs.clone();
                 config.history = base.config.history.clone();
                 StageState {
@@ -578,18 +573,11 @@ impl Build<'_> {
                 }
             }
             CopyFrom::Stage(id) => {
-                let parent = self.built.get(id).ok_or_else(|| EngineError::Step {
-                    message: format!("stage {id} is not built"),
-                })?;
+                let parent = self.built_stage(*id)?;
                 inputs.insert("from".into(), *parent.key.digest());
             }
             CopyFrom::Image(reference) => {
-                let base = self
-                    .bases
-                    .get(reference)
-                    .ok_or_else(|| EngineError::MissingBase {
-                        reference: reference.clone(),
-                    })?;
+                let base = self.base(reference)?;
                 inputs.insert("from".into(), base.manifest_digest);
             }
         }
@@ -627,18 +615,11 @@ impl Build<'_> {
         let from_root = match &c.from {
             CopyFrom::Context => None,
             CopyFrom::Stage(id) => {
-                let parent = self.built.get(id).ok_or_else(|| EngineError::Step {
-                    message: format!("stage {id} is not built"),
-                })?;
+                let parent = self.built_stage(*id)?;
                 Some(self.rootfs(&parent.config.rootfs.diff_ids, &parent.layers)?)
             }
             CopyFrom::Image(reference) => {
-                let base = self
-                    .bases
-                    .get(reference)
-                    .ok_or_else(|| EngineError::MissingBase {
-                        reference: reference.clone(),
-                    })?;
+                let base = self.base(reference)?;
                 Some(self.rootfs(&base.config.rootfs.diff_ids, &base.layers)?)
             }
         };
@@ -708,9 +689,7 @@ impl Build<'_> {
                     }
                 }
                 Some(CopyFrom::Stage(id)) => {
-                    let parent = self.built.get(id).ok_or_else(|| EngineError::Step {
-                        message: format!("stage {id} is not built"),
-                    })?;
+                    let parent = self.built_stage(*id)?;
                     inputs.insert(format!("mount/{i}"), *parent.key.digest());
                 }
                 Some(CopyFrom::Image(reference)) => {
@@ -744,9 +723,7 @@ impl Build<'_> {
                     Some(self.context.root().to_path_buf())
                 }
                 Some(CopyFrom::Stage(id)) => {
-                    let parent = self.built.get(id).ok_or_else(|| EngineError::Step {
-                        message: format!("stage {id} is not built"),
-                    })?;
+                    let parent = self.built_stage(*id)?;
                     Some(self.rootfs(&parent.config.rootfs.diff_ids, &parent.layers)?)
                 }
                 Some(CopyFrom::Image(reference)) => {
@@ -778,6 +755,13 @@ impl Build<'_> {
         let layer = run::execute(&cx, r, &mut |line| reporter.report(Event::Output(line)))?;
         self.commit(step, state, key, layer)?;
         Ok(false)
+    }
+
+    /// A stage built earlier in this build (plans order stages so that it is).
+    fn built_stage(&self, id: usize) -> Result<&StageState, EngineError> {
+        self.built.get(&id).ok_or_else(|| EngineError::Step {
+            message: format!("stage {id} is not built"),
+        })
     }
 
     fn base(&self, reference: &str) -> Result<&ResolvedImage, EngineError> {
