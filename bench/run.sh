@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The side-by-side build benchmark: imgb against Buildah and BuildKit
+# (issue #10). See bench/README.md for workloads, scenarios and hygiene.
+#
+#   bench/run.sh [WORKLOAD...]        app, bigctx, multistage (default: all)
+#   bench/run.sh --clean              unmount and delete the benchmark volume
+#
+# Environment: RUNS (5), SCALE (1), TOOLS (imgb,buildah,buildkit),
+# SCENARIOS (cold,noop,change,nocache,push,export), BENCH_DIR
+# (/var/tmp/imgb-bench: a loop-mounted ext4 volume lives there), IDLE_BUSY
+# (0.15), IDLE_MAX (90 s), RETRIES (2), VERIFY (each|last|none), FLOORS (1),
+# IMGB (target/release/imgb, built here when missing or older than src/).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${BENCH_DIR:-/var/tmp/imgb-bench}
+if [ "${1:-}" = --clean ]; then
+  mountpoint -q "$dir/mnt" && umount "$dir/mnt"
+  rm -rf "$dir"
+  exit 0
+fi
+[ "$(id -u)" = 0 ] || { echo "run.sh: run as root (loop mount, runc, dockerd)" >&2; exit 2; }
+need=(python3 tar skopeo docker-registry runc mkfs.ext4 gzip)
+missing=()
+for t in "${need[@]}"; do command -v "$t" >/dev/null || missing+=("$t"); done
+[ ${#missing[@]} -eq 0 ] || { echo "run.sh: missing ${missing[*]}: run bench/setup.sh" >&2; exit 2; }
+for t in buildah dockerd pigz zstd; do
+  command -v "$t" >/dev/null || echo "run.sh: $t is not installed; bench/setup.sh installs it (measuring without it)" >&2
+done
+if [ -z "${IMGB:-}" ]; then
+  bin=$root/target/release/imgb
+  if [ ! -x "$bin" ] || [ -n "$(find "$root/src" "$root/Cargo.toml" -newer "$bin" -print -quit)" ]; then
+    echo "run.sh: building imgb (release)" >&2
+    (cd "$root" && cargo build --release --quiet)
+  fi
+fi
+exec python3 "$root/bench/runner.py" "$@"
