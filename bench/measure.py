@@ -101,7 +101,7 @@ class Sample:
         return self.other_cpu > 0.2 + 0.05 * self.wall * NCPU
 
 
-def timed(argv, env=None, log=None, daemons=(), accounted=()) -> Sample:
+def timed(argv, env=None, log=None, daemons=(), accounted=(), timeout=None) -> Sample:
     """Runs `argv`; `daemons` are pids whose process trees are part of the
     tool (their RSS is sampled and added to the peak, their CPU is ours);
     `accounted` are pids whose CPU is ours but whose memory is not the
@@ -130,9 +130,15 @@ def timed(argv, env=None, log=None, daemons=(), accounted=()) -> Sample:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         ["/usr/bin/time", "-f", "%M", "-o", rss_file.name] + list(argv),
-        env=env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        env=env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    # A hung tool must not hang the benchmark: kill its process group.
+    killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, 9)) if timeout else None
+    if killer:
+        killer.start()
     _, status, ru = os.wait4(proc.pid, 0)
+    if killer:
+        killer.cancel()
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if sampler:

@@ -50,6 +50,7 @@ CFG = {
     "retries": int(env("RETRIES", "2")),
     "verify": env("VERIFY", "each"),
     "floors": env("FLOORS", "1") != "0",
+    "timeout": float(env("TIMEOUT", "900")),
     "imgb": env("IMGB", os.path.join(ROOT, "target", "release", "imgb")),
 }
 
@@ -155,7 +156,8 @@ class Bench:
             waited, idle = measure.wait_idle(CFG["idle_busy"], CFG["idle_max"])
             self.log.write("$ %s\n" % " ".join(argv))
             self.log.flush()
-            s = measure.timed(argv, env=tool.env(), log=self.log, daemons=tool.daemons, accounted=accounted)
+            s = measure.timed(argv, env=tool.env(), log=self.log, daemons=tool.daemons, accounted=accounted,
+                              timeout=CFG["timeout"])
             s.idle = idle
             s.attempts = attempt + 1
             s.pushed = None
