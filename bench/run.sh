@@ -8,7 +8,7 @@
 # Environment: RUNS (5), SCALE (1), TOOLS (imgb,buildah,buildkit),
 # SCENARIOS (cold,noop,change,nocache,push,export), BENCH_DIR
 # (/var/tmp/imgb-bench: a loop-mounted ext4 volume lives there), IDLE_BUSY
-# (0.15), IDLE_MAX (90 s), RETRIES (2), VERIFY (each|last|none), FLOORS (1),
+# (0.15), IDLE_MAX (10 s), RETRIES (2), VERIFY (first|each|none), FLOORS (1),
 # TIMEOUT (900 s per command),
 # IMGB (target/release/imgb, built here when missing or older than src/).
 set -euo pipefail
