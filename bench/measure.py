@@ -135,10 +135,16 @@ def timed(argv, env=None, log=None, daemons=(), accounted=(), timeout=None) -> S
     # A hung tool must not hang the benchmark: kill its process group.
     killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, 9)) if timeout else None
     if killer:
+        killer.daemon = True
         killer.start()
-    _, status, ru = os.wait4(proc.pid, 0)
-    if killer:
-        killer.cancel()
+    try:
+        _, status, ru = os.wait4(proc.pid, 0)
+    except BaseException:
+        os.killpg(proc.pid, 9)
+        raise
+    finally:
+        if killer:
+            killer.cancel()
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if sampler:

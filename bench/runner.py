@@ -44,7 +44,7 @@ CFG = {
     "tools": env("TOOLS", "imgb,buildah,buildkit").split(","),
     "scenarios": env("SCENARIOS", ",".join(SCENARIOS)).split(","),
     "dir": env("BENCH_DIR", "/var/tmp/imgb-bench"),
-    "vol_gb": int(env("VOL_GB", "16")),
+    "vol_gb": int(env("VOL_GB", "40")),
     "idle_busy": float(env("IDLE_BUSY", "0.15")),
     "idle_max": float(env("IDLE_MAX", "10")),
     "retries": int(env("RETRIES", "2")),
@@ -99,6 +99,7 @@ class Registry:
 def mount_volume():
     vol = os.path.join(CFG["dir"], "mnt")
     if os.path.ismount(vol):
+        grow_volume(vol)
         return vol
     img = os.path.join(CFG["dir"], "vol.img")
     os.makedirs(vol, exist_ok=True)
@@ -109,10 +110,33 @@ def mount_volume():
     return vol
 
 
-def empty_trash(vol):
+def empty_trash(vol, trim=False):
+    """Deletes old state dirs (before the next sample's idle wait); `trim`
+    gives the freed blocks back to the file holding the volume."""
     shutil.rmtree(os.path.join(vol, "trash"), ignore_errors=True)
     shutil.rmtree(os.path.join(vol, "scratch"), ignore_errors=True)
     subprocess.run(["sync"])
+    if trim:
+        subprocess.run(["fstrim", vol], stderr=subprocess.DEVNULL)
+
+
+def grow_volume(vol):
+    """An existing volume smaller than VOL_GB is grown (unmounted: online
+    resizing is not permitted everywhere)."""
+    img = os.path.join(CFG["dir"], "vol.img")
+    want = CFG["vol_gb"] << 30
+    with open("/proc/mounts") as f:
+        if not any(l.split()[1] == vol for l in f):
+            return
+    dev = subprocess.run(["findmnt", "-n", "-o", "SOURCE", vol], stdout=subprocess.PIPE, text=True).stdout.strip()
+    size = int(subprocess.run(["blockdev", "--getsize64", dev], stdout=subprocess.PIPE, text=True).stdout)
+    if os.statvfs(vol).f_blocks * os.statvfs(vol).f_frsize >= want * 0.95 and size >= want:
+        return
+    subprocess.run(["umount", vol], check=True)
+    subprocess.run(["truncate", "-s", str(max(want, os.path.getsize(img))), img], check=True)
+    subprocess.run(["e2fsck", "-fy", img], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["resize2fs", img], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["mount", "-o", "loop", img, vol], check=True)
 
 
 class Bench:
@@ -153,12 +177,17 @@ class Bench:
                 argv = tool.export(wl, dest)
             else:
                 argv = tool.build(wl, no_cache=(scen == "nocache"))
-            measure.preread(wl.context)
-            waited, idle = measure.wait_idle(CFG["idle_busy"], CFG["idle_max"])
-            self.log.write("$ %s\n" % " ".join(argv))
-            self.log.flush()
-            s = measure.timed(argv, env=tool.env(), log=self.log, daemons=tool.daemons, accounted=accounted,
-                              timeout=CFG["timeout"])
+            try:
+                measure.preread(wl.context)
+                waited, idle = measure.wait_idle(CFG["idle_busy"], CFG["idle_max"])
+                self.log.write("$ %s\n" % " ".join(argv))
+                self.log.flush()
+                s = measure.timed(argv, env=tool.env(), log=self.log, daemons=tool.daemons, accounted=accounted,
+                                  timeout=CFG["timeout"])
+            except BaseException:
+                if registry:
+                    registry.stop()
+                raise
             s.idle = idle
             s.attempts = attempt + 1
             s.pushed = None
@@ -208,6 +237,7 @@ class Bench:
             if CFG["scenarios"][0] != "cold":
                 tools.run(tool.build(wl), env=tool.env(), log=self.log)
         for scen in CFG["scenarios"]:
+            empty_trash(self.vol)
             for run_no in range(CFG["runs"]):
                 if scen == "change":
                     path, digest = gen.change(wl.dir, "r%d" % run_no)
@@ -331,12 +361,16 @@ def main():
         for t in tool_list:
             t.start()
         for name in workloads:
-            empty_trash(vol)
+            empty_trash(vol, trim=True)
             bench.workload(name, tool_list)
+            # Keep what is finished even if a later workload is interrupted.
+            with open(os.path.join(vol, "results", "%s.partial.json" % stamp), "w") as f:
+                json.dump({"config": CFG, "rows": bench.rows, "failures": bench.failures}, f, indent=1)
     finally:
         for t in tool_list:
             t.stop()
         base_reg.stop()
+        empty_trash(vol, trim=True)
     elapsed = time.monotonic() - started
     head = [
         "## Results %s" % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
