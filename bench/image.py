@@ -261,3 +261,65 @@ def verify(image: Image, expected: dict, base_diff_ids: list = ()) -> list:
     if len(errors) > 12:
         errors = errors[:12] + ["... and %d more" % (len(errors) - 12)]
     return errors
+
+
+def _selftest() -> None:
+    """`python3 bench/image.py`: the checker accepts a right image and
+    rejects wrong ones (a wrong file, a missing one, an extra one, an
+    ignored directory that leaked in, a wrong config), with whiteouts and
+    opaque directories applied."""
+    import io
+    import os
+    import tempfile
+
+    def layer(entries):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+            for name, data in entries:
+                info = tarfile.TarInfo(name)
+                if data is None:
+                    info.type = tarfile.DIRTYPE
+                    tf.addfile(info)
+                else:
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    def put(root, data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        os.makedirs(root + "/blobs/sha256", exist_ok=True)
+        with open(root + "/" + _blob_name(digest), "wb") as f:
+            f.write(data)
+        return {"digest": digest, "size": len(data)}
+
+    def build(root, layers, cmd):
+        descs = [put(root, lay) for lay in layers]
+        config = {"config": {"Cmd": cmd}, "rootfs": {"type": "layers", "diff_ids": []}}
+        m = {"schemaVersion": 2, "config": put(root, json.dumps(config).encode()), "layers": descs}
+        with open(root + "/index.json", "w") as f:
+            json.dump({"schemaVersion": 2, "manifests": [put(root, json.dumps(m).encode())]}, f)
+        return from_oci_dir(root)
+
+    lower = layer([("app/", None), ("app/a", b"A"), ("app/old", b"x"), ("app/d/", None), ("app/d/gone", b"y")])
+    upper = layer([("app/.wh.old", b""), ("app/d/", None), ("app/d/.wh..wh..opq", b""), ("app/d/new", b"N")])
+    want = {
+        "files": {"/app/a": hashlib.sha256(b"A").hexdigest(), "/app/d/new": hashlib.sha256(b"N").hexdigest()},
+        "exact_under": ["/app/"],
+        "absent_under": ["/app/node_modules/"],
+        "config": {"Cmd": ["run"]},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        assert verify(build(tmp + "/ok", [lower, upper], ["run"]), want) == []
+        wrong = layer([("app/a", b"B")])
+        assert verify(build(tmp + "/w1", [lower, upper, wrong], ["run"]), want) == ["wrong content in /app/a"]
+        assert "missing /app/d/new" in verify(build(tmp + "/w2", [lower], ["run"]), want)
+        leak = layer([("app/node_modules/", None), ("app/node_modules/x.js", b"x")])
+        errs = verify(build(tmp + "/w3", [lower, upper, leak], ["run"]), want)
+        assert "unexpected file /app/node_modules/x.js" in errs and any("absent" in e for e in errs), errs
+        errs = verify(build(tmp + "/w4", [lower, upper], ["other"]), want)
+        assert errs == ["config Cmd is ['other'], want ['run']"], errs
+    print("image.py: checker self-test passed")
+
+
+if __name__ == "__main__":
+    _selftest()

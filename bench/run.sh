@@ -10,7 +10,7 @@
 # (/var/tmp/imgb-bench: a loop-mounted ext4 volume lives there), IDLE_BUSY
 # (0.15), IDLE_MAX (10 s), RETRIES (2), VERIFY (first|each|none), FLOORS (1),
 # TIMEOUT (900 s per command),
-# IMGB (target/release/imgb, built here when missing or older than src/).
+# IMGB (default: target/release/imgb, built here with cargo first).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${BENCH_DIR:-/var/tmp/imgb-bench}
@@ -28,10 +28,9 @@ for t in buildah dockerd pigz zstd; do
   command -v "$t" >/dev/null || echo "run.sh: $t is not installed; bench/setup.sh installs it (measuring without it)" >&2
 done
 if [ -z "${IMGB:-}" ]; then
-  bin=$root/target/release/imgb
-  if [ ! -x "$bin" ] || [ -n "$(find "$root/src" "$root/Cargo.toml" -newer "$bin" -print -quit)" ]; then
-    echo "run.sh: building imgb (release)" >&2
-    (cd "$root" && cargo build --release --quiet)
-  fi
+  # cargo decides whether anything changed (a no-op when up to date).
+  (cd "$root" && cargo build --release --quiet)
 fi
+# The content checker must reject wrong images before it judges any.
+python3 "$root/bench/image.py" >/dev/null
 exec python3 "$root/bench/runner.py" "$@"
