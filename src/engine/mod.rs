@@ -15,6 +15,7 @@ pub mod mounts;
 pub mod owner;
 pub mod run;
 pub mod snapshot;
+pub mod snapshots;
 pub mod time;
 
 mod stage;

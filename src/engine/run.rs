@@ -18,6 +18,7 @@ use crate::store::ContentStore;
 use super::executor::{Executor, RunRequest};
 use super::mounts::{self, inside, Prepared};
 use super::snapshot::{ensure_dir, Snapshot, SnapshotterKind};
+use super::snapshots::{Lower, Snapshots};
 use super::EngineError;
 
 /// The default PATH when the image sets none (as Docker's).
@@ -182,8 +183,8 @@ pub struct RunContext<'a> {
     pub layer: &'a LayerOptions,
     pub secrets: &'a BTreeMap<String, Secret>,
     pub network: NetworkMode,
-    /// The stage's unpacked rootfs.
-    pub lower: &'a Path,
+    /// The stage's layers (unpacked on demand under `home`'s snapshots).
+    pub lower: Lower,
     pub user: User,
     /// For each mount of the step: the root its `source` is taken from
     /// (context, stage or image rootfs), where it has one.
@@ -260,7 +261,14 @@ fn execute_in(
     }
     fs::set_permissions(&files, fs::Permissions::from_mode(0o700)).map_err(io(&files))?;
     let Prepared { stubs, mounts, env } = mounts::prepare(cx, run, &files)?;
-    let snapshot = Snapshot::prepare(cx.snapshotter, cx.lower, &scratch.join("snap"), &stubs)?;
+    let snapshot = Snapshot::prepare(
+        cx.snapshotter,
+        &Snapshots::new(cx.home),
+        cx.store,
+        &cx.lower,
+        &scratch.join("snap"),
+        &stubs,
+    )?;
     // Docker compatibility: a missing working directory is created.
     // Only through real directories: a symlink in the path is resolved by
     // the runtime inside the container, never here on the host.

@@ -1,23 +1,36 @@
 //! Snapshots for RUN: a writable root filesystem on top of a stage's
-//! unpacked rootfs, and the layer of what the command changed.
+//! layers, and the layer of what the command changed.
 //!
 //! Two snapshotters give the same layer for the same changes:
-//! - `overlay`: an overlayfs mount (`lowerdir=ROOTFS:STUBS`, a fresh
-//!   upperdir); the layer is read straight from the upper dir (whiteout
-//!   devices and opaque xattrs become `.wh.` entries).
-//! - `copy`: a full copy of the rootfs; after the run the copy is pruned in
-//!   place to what differs from the rootfs, with whiteout devices for
-//!   deletions, so it has exactly the shape of an overlay upper dir and goes
-//!   through the same layer writer.
+//! - `overlay`: an overlayfs mount of the stage's layer dirs (see
+//!   `snapshots`: `lowerdir=layerN:...:layer1:STUBS`, a fresh upperdir); the
+//!   layer is read straight from the upper dir (whiteout devices and opaque
+//!   xattrs become `.wh.` entries), and the upper dir then becomes the new
+//!   layer's dir by a rename. Nothing of the rootfs is copied: the cost is
+//!   what the command changed.
+//! - `copy`: a full copy of the stage's merged rootfs; after the run the copy
+//!   is pruned in place to what differs from the rootfs, with whiteout
+//!   devices for deletions, so it has exactly the shape of an overlay upper
+//!   dir and goes through the same layer writer.
+//!
+//! The mount option string is limited to a page (4096 bytes). Lowerdirs are
+//! named by short `/proc/self/fd/N` paths of directories opened for the
+//! mount (no cwd change, so threads are safe), and when the stack is still
+//! too long its bottom layers are flattened into one merged dir (per chain
+//! id, built once, in steps of [`FLATTEN_STEP`] layers so that later steps
+//! reuse it).
 //!
 //! Mount points the runtime needs (`/proc`, `/etc/hosts`, mount targets)
-//! are "stubs": with overlay they live in a second, lower lowerdir, so they
-//! never reach the upper dir; with copy they are created before the run and
+//! are "stubs": with overlay they live in the lowest lowerdir, so they never
+//! reach the upper dir; with copy they are created before the run and
 //! removed after it. Either way they are left out of the layer, as
-//! BuildKit's mount-stub cleaner does.
+//! BuildKit's mount-stub cleaner does. (The stubs are the lowest layer, not
+//! the top: as the top they would give `/etc` their own mode and mtime in
+//! the merged view, and a copy-up under `/etc` would put those in the layer.)
 
 use std::ffi::CString;
 use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,7 +40,17 @@ use rustix::fs::{FileType, Mode, Timespec, Timestamps, UTIME_OMIT};
 use crate::layer::{Layer, LayerOptions, LayerWriter, TreeOptions};
 use crate::store::ContentStore;
 
+use super::snapshots::{Lower, Snapshots};
 use super::EngineError;
+
+/// The most bytes of mount options the kernel reads (a page, with its NUL).
+pub const MOUNT_OPTIONS_MAX: usize = 4095;
+/// Flattened stack bottoms grow in steps of this many layers.
+pub const FLATTEN_STEP: usize = 32;
+/// Overlay features that would make the upper dir something other than a
+/// plain diff (redirects, metadata-only copy-ups, an inode index); off
+/// whatever the kernel's defaults.
+const OVERLAY_FEATURES: &str = "index=off,redirect_dir=off,metacopy=off";
 
 /// Which snapshotter to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,7 +105,11 @@ struct Created {
 /// A prepared root filesystem; unmounted and deleted on drop.
 pub struct Snapshot {
     dir: PathBuf,
-    lower: PathBuf,
+    snapshots: Snapshots,
+    /// The stage's layers.
+    lower: Lower,
+    /// The merged rootfs the copy snapshotter copied.
+    merged: Option<PathBuf>,
     active: Active,
     mounted: bool,
 }
@@ -93,18 +120,23 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
 }
 
 impl Snapshot {
-    /// A writable view of `lower` in the fresh directory `dir` (removed on
-    /// drop), with `stubs` present as mount points.
+    /// A writable view of the layers `lower` (their dirs in `snapshots`) in
+    /// the fresh directory `dir` (removed on drop), with `stubs` present as
+    /// mount points.
     pub fn prepare(
         kind: SnapshotterKind,
-        lower: &Path,
+        snapshots: &Snapshots,
+        store: &ContentStore,
+        lower: &Lower,
         dir: &Path,
         stubs: &[Stub],
     ) -> Result<Snapshot, EngineError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let mut snapshot = Snapshot {
             dir: dir.to_path_buf(),
-            lower: lower.to_path_buf(),
+            snapshots: snapshots.clone(),
+            lower: lower.clone(),
+            merged: None,
             active: Active::Copy {
                 root: dir.join("root"),
                 created: Vec::new(),
@@ -112,13 +144,13 @@ impl Snapshot {
             mounted: false,
         };
         if kind != SnapshotterKind::Copy {
-            match snapshot.mount_overlay(stubs) {
+            match snapshot.mount_overlay(store, stubs) {
                 Ok(()) => return Ok(snapshot),
                 Err(e) if kind == SnapshotterKind::Overlay => return Err(e),
                 Err(_) => {}
             }
         }
-        snapshot.copy(stubs)?;
+        snapshot.copy(store, stubs)?;
         Ok(snapshot)
     }
 
@@ -138,7 +170,7 @@ impl Snapshot {
         }
     }
 
-    fn mount_overlay(&mut self, stubs: &[Stub]) -> Result<(), EngineError> {
+    fn mount_overlay(&mut self, store: &ContentStore, stubs: &[Stub]) -> Result<(), EngineError> {
         let stub_dir = self.dir.join("stubs");
         let upper = self.dir.join("upper");
         let work = self.dir.join("work");
@@ -149,7 +181,7 @@ impl Snapshot {
         for stub in stubs {
             make_stub(&stub_dir, stub)?;
         }
-        for p in [&self.lower, &stub_dir, &upper, &work] {
+        for p in [&upper, &work] {
             let s = p.to_string_lossy();
             if s.contains([',', ':']) {
                 return Err(EngineError::Snapshot {
@@ -157,13 +189,43 @@ impl Snapshot {
                 });
             }
         }
+        let layers = self.snapshots.layers(store, &self.lower)?;
+        let fixed = format!(
+            ",upperdir={},workdir={},{OVERLAY_FEATURES}",
+            upper.display(),
+            work.display()
+        )
+        .len()
+            + "lowerdir=".len();
+        // Every lowerdir is named `/proc/self/fd/N`; N stays below the
+        // number of open files plus the ones opened here.
+        let name_len = fd_name(open_dirs_bound(layers.len() + 2)).len();
+        let k = flatten_count(layers.len(), name_len, fixed, MOUNT_OPTIONS_MAX);
+        // Top first, the stubs last.
+        let mut stack: Vec<PathBuf> = layers[k..].iter().rev().cloned().collect();
+        if k > 0 {
+            stack.push(self.snapshots.merged(store, &self.lower.prefix(k))?);
+        }
+        stack.push(stub_dir);
+        let fds = stack
+            .iter()
+            .map(|p| open_dir(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let lowerdir: Vec<String> = fds.iter().map(|fd| fd_name(fd.as_raw_fd())).collect();
         let data = format!(
-            "lowerdir={}:{},upperdir={},workdir={}",
-            self.lower.display(),
-            stub_dir.display(),
+            "lowerdir={},upperdir={},workdir={},{OVERLAY_FEATURES}",
+            lowerdir.join(":"),
             upper.display(),
             work.display()
         );
+        if data.len() > MOUNT_OPTIONS_MAX {
+            return Err(EngineError::Snapshot {
+                reason: format!(
+                    "the overlay options are {} bytes (at most a page)",
+                    data.len()
+                ),
+            });
+        }
         let data = CString::new(data).map_err(|e| EngineError::Snapshot {
             reason: e.to_string(),
         })?;
@@ -177,14 +239,18 @@ impl Snapshot {
         .map_err(|e| EngineError::Snapshot {
             reason: format!("mounting overlay at {}: {e}", merged.display()),
         })?;
+        // The mount holds the directories; the names were only for it.
+        drop(fds);
         self.mounted = true;
         self.active = Active::Overlay { merged, upper };
         Ok(())
     }
 
-    fn copy(&mut self, stubs: &[Stub]) -> Result<(), EngineError> {
+    fn copy(&mut self, store: &ContentStore, stubs: &[Stub]) -> Result<(), EngineError> {
         let root = self.dir.join("root");
-        copy_tree(&self.lower, &root)?;
+        let merged = self.snapshots.merged(store, &self.lower)?;
+        copy_tree(&merged, &root)?;
+        self.merged = Some(merged);
         let mut created = Vec::new();
         for stub in stubs {
             // The first missing component is what we create (and remove).
@@ -246,7 +312,7 @@ impl Snapshot {
                         set_mtime(&c.parent, c.before)?;
                     }
                 }
-                prune(Some(&self.lower), root)?;
+                prune(self.merged.as_deref(), root)?;
                 root.clone()
             }
         };
@@ -258,7 +324,11 @@ impl Snapshot {
                 ..TreeOptions::default()
             },
         )?;
-        Ok(writer.finish()?)
+        let layer = writer.finish()?;
+        // The upper dir is the new layer's dir: a later RUN mounts it as is.
+        self.snapshots
+            .adopt(&self.lower.chain_with(&layer.diff_id), &upper);
+        Ok(layer)
     }
 }
 
@@ -295,6 +365,50 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), EngineError> {
         });
     }
     Ok(())
+}
+
+/// How many bottom layers of a stack of `layers` to flatten into one merged
+/// dir so that the overlay options fit in `limit` bytes: every lowerdir
+/// (the layers, a merged dir, the stubs) is named in `name_len` bytes, plus
+/// a `:`; `fixed` is the length of everything else. 0 when all fit; else a
+/// multiple of [`FLATTEN_STEP`] (or all of them).
+pub fn flatten_count(layers: usize, name_len: usize, fixed: usize, limit: usize) -> usize {
+    let size = |dirs: usize| fixed + dirs * (name_len + 1) - 1;
+    // The layers and the stubs.
+    if size(layers + 1) <= limit {
+        return 0;
+    }
+    (1..)
+        .map(|i| i * FLATTEN_STEP)
+        .take_while(|k| *k < layers)
+        // The remaining layers, the merged dir and the stubs.
+        .find(|k| size(layers - k + 2) <= limit)
+        .unwrap_or(layers)
+}
+
+/// The name of an open directory for a mount option.
+fn fd_name(fd: i32) -> String {
+    format!("/proc/self/fd/{fd}")
+}
+
+/// An upper bound of the descriptors numbers when `more` are opened now.
+fn open_dirs_bound(more: usize) -> i32 {
+    let open = fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(1024);
+    // Other threads may open files meanwhile: leave room.
+    i32::try_from(open + more + 1024).unwrap_or(i32::MAX)
+}
+
+/// Opens a directory for naming it only (`O_PATH`), closed on exec.
+fn open_dir(path: &Path) -> Result<OwnedFd, EngineError> {
+    use rustix::fs::OFlags;
+    rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| io(path)(e.into()))
 }
 
 /// Creates `stub` (and its parents) under `root`.
@@ -484,8 +598,28 @@ mod tests {
             source_date_epoch: Some(1_700_000_000),
             ..LayerOptions::default()
         };
-        let layer = |kind| {
-            let snap = Snapshot::prepare(kind, &lower, &dir.path().join("snap"), &stubs).unwrap();
+        let mut writer = LayerWriter::new(&store, &opts).unwrap();
+        writer.append_tree(&lower, &TreeOptions::default()).unwrap();
+        let base = writer.finish().unwrap();
+        let stack = Lower::new(
+            &[base.diff_id],
+            &[crate::image::Descriptor::new(
+                &base.media_type,
+                base.digest,
+                base.size,
+            )],
+        );
+        let layer = |kind, home: &Path| {
+            let snaps = Snapshots::new(home);
+            let snap = Snapshot::prepare(
+                kind,
+                &snaps,
+                &store,
+                &stack,
+                &dir.path().join("snap"),
+                &stubs,
+            )
+            .unwrap();
             assert_eq!(snap.kind(), kind);
             let root = snap.root().to_path_buf();
             assert!(root.join("proc").is_dir() && root.join("etc/hosts").is_file());
@@ -501,9 +635,19 @@ mod tests {
             assert!(!dir.path().join("snap").exists(), "the snapshot is removed");
             layer
         };
-        let overlay = layer(SnapshotterKind::Overlay);
-        let copy = layer(SnapshotterKind::Copy);
+        let overlay = layer(SnapshotterKind::Overlay, &dir.path().join("home1"));
+        let copy = layer(SnapshotterKind::Copy, &dir.path().join("home2"));
         assert_eq!(overlay.diff_id, copy.diff_id);
+        // Both diffs became the new layer's dir, in the same format.
+        for home in ["home1", "home2"] {
+            let adopted = dir
+                .path()
+                .join(home)
+                .join("snapshots/layers")
+                .join(stack.chain_with(&copy.diff_id).digest().hex());
+            assert_eq!(fs::read(adopted.join("added")).unwrap(), b"a", "{home}");
+            assert!(!adopted.join("proc").exists(), "stubs stay out ({home})");
+        }
 
         let blob = store.open_blob(&copy.digest).unwrap();
         let mut archive = tar::Archive::new(crate::layer::decompressed(blob).unwrap());
@@ -525,5 +669,94 @@ mod tests {
                 "tmp/",
             ]
         );
+    }
+
+    #[test]
+    fn flatten_count_keeps_the_options_within_the_limit() {
+        // 10 layers of 10-byte names plus the stubs: 11 * 11 - 1 + 20.
+        assert_eq!(flatten_count(10, 10, 20, 140), 0);
+        assert_eq!(flatten_count(10, 10, 20, 139), 10, "fewer than a step: all");
+        // 100 layers, room for 60 names: flatten 64 (a step multiple), so
+        // 36 layers + merged + stubs remain.
+        let k = flatten_count(100, 10, 20, 20 + 60 * 11 - 1);
+        assert_eq!(k, 64);
+        assert!((100 - k + 2) * 11 <= 60 * 11);
+        // The next layers on top reuse the same flattened bottom.
+        assert_eq!(flatten_count(101, 10, 20, 20 + 60 * 11 - 1), 64);
+    }
+
+    /// A stack longer than one page of lowerdir names mounts, with its
+    /// bottom flattened once, and whiteouts across the boundary work.
+    #[test]
+    fn deep_stacks_flatten_their_bottom_and_still_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(&dir.path().join("store")).unwrap();
+        let n = 260;
+        let mut diff_ids = Vec::new();
+        let mut descriptors = Vec::new();
+        for i in 0..n {
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut add = |name: &str, data: &[u8]| {
+                let mut header = tar::Header::new_ustar();
+                header.set_mode(0o644);
+                header.set_uid(0);
+                header.set_gid(0);
+                header.set_mtime(0);
+                header.set_size(data.len() as u64);
+                header.set_path(name).unwrap();
+                header.set_cksum();
+                builder.append(&header, data).unwrap();
+            };
+            add(&format!("f{i}"), format!("{i}").as_bytes());
+            // Layer 2 deletes f0 (both in the flattened bottom); the top
+            // layer deletes f1 (from the bottom, across the boundary).
+            if i == 2 {
+                add(".wh.f0", b"");
+            }
+            if i == n - 1 {
+                add(".wh.f1", b"");
+            }
+            let blob = store.put_bytes(&builder.into_inner().unwrap()).unwrap();
+            diff_ids.push(blob.digest);
+            descriptors.push(crate::image::Descriptor::new(
+                "application/vnd.oci.image.layer.v1.tar",
+                blob.digest,
+                blob.size,
+            ));
+        }
+        let stack = Lower::new(&diff_ids, &descriptors);
+        let snaps = Snapshots::new(dir.path());
+        let snap = Snapshot::prepare(
+            SnapshotterKind::Overlay,
+            &snaps,
+            &store,
+            &stack,
+            &dir.path().join("snap"),
+            &[],
+        )
+        .unwrap();
+        let root = snap.root().to_path_buf();
+        assert!(!root.join("f0").exists() && !root.join("f1").exists());
+        for i in 2..n {
+            assert_eq!(
+                fs::read_to_string(root.join(format!("f{i}"))).unwrap(),
+                i.to_string()
+            );
+        }
+        let merged: Vec<String> = fs::read_dir(dir.path().join("snapshots/merged"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(merged.len(), 1, "one flattened bottom: {merged:?}");
+        let k = (0..n)
+            .find(|k| {
+                crate::image::ChainId::of(&diff_ids[..*k])
+                    .is_some_and(|c| c.digest().hex() == merged[0])
+            })
+            .unwrap();
+        assert_eq!(k % FLATTEN_STEP, 0);
+        fs::write(root.join("new"), "x").unwrap();
+        let layer = snap.commit(&store, &LayerOptions::default()).unwrap();
+        assert_ne!(layer.size, 0);
     }
 }

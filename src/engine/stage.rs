@@ -2,14 +2,14 @@
 //! layers, cache key, filesystem view), the cache, and the steps.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::cache::{CacheIndex, CacheKey, CacheRecord, CachedLayer};
 use crate::context::{checksum, BuildContext, HashIndex};
 use crate::digest::Sha256Digest;
-use crate::image::{ChainId, Descriptor, History, ImageConfig};
-use crate::layer::{unpack_layer, Layer, LayerOptions};
+use crate::image::{Descriptor, History, ImageConfig};
+use crate::layer::{Layer, LayerOptions};
 use crate::plan::{
     apply, Base, BuildPlan, ConfigChange, CopyFrom, CopyStep, NetworkMode, RunStep, StagePlan,
     Step, StepKind,
@@ -733,12 +733,8 @@ impl Build<'_> {
                 _ => None,
             });
         }
-        let root = self.rootfs(&state.config.rootfs.diff_ids, &state.layers)?;
-        let user = run::resolve_user(
-            &r.user,
-            run::read_in_root(&root, "etc/passwd").as_deref(),
-            run::read_in_root(&root, "etc/group").as_deref(),
-        )?;
+        let (passwd, group) = self.account_files(state)?;
+        let user = run::resolve_user(&r.user, passwd.as_deref(), group.as_deref())?;
         let cx = run::RunContext {
             executor: &executor,
             snapshotter: self.opts.snapshotter,
@@ -747,7 +743,7 @@ impl Build<'_> {
             layer: &self.opts.layer,
             secrets: &self.opts.secrets,
             network,
-            lower: &root,
+            lower: super::snapshots::Lower::new(&state.config.rootfs.diff_ids, &state.layers),
             user,
             sources,
         };
@@ -772,55 +768,14 @@ impl Build<'_> {
             })
     }
 
-    /// The unpacked filesystem of some layers, cached per chain id under
-    /// `IMGB_HOME/snapshots`.
+    /// The merged filesystem of some layers, cached per chain id under
+    /// `IMGB_HOME/snapshots/merged`.
     fn rootfs(
         &self,
         diff_ids: &[Sha256Digest],
         layers: &[Descriptor],
     ) -> Result<PathBuf, EngineError> {
-        let dir = self.opts.home.join("snapshots");
-        let name = ChainId::of(diff_ids)
-            .map(|c| c.digest().hex())
-            .unwrap_or_else(|| "empty".to_string());
-        let path = dir.join(&name);
-        if path.is_dir() {
-            return Ok(path);
-        }
-        let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
-        let io = |p: &Path| {
-            let p = p.to_path_buf();
-            move |source| EngineError::Io { path: p, source }
-        };
-        // Start from the longest prefix of the chain already unpacked (the
-        // parent of a RUN or COPY usually is): only the new layers unpack.
-        let base = (1..diff_ids.len().min(layers.len())).rev().find_map(|k| {
-            let prefix = ChainId::of(&diff_ids[..k])?.digest().hex();
-            let p = dir.join(prefix);
-            p.is_dir().then_some((k, p))
-        });
-        let _ = std::fs::remove_dir_all(&tmp);
-        let start = match &base {
-            Some((k, parent)) => {
-                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-                super::snapshot::copy_tree(parent, &tmp)?;
-                *k
-            }
-            None => {
-                std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-                0
-            }
-        };
-        let result = (|| {
-            for layer in &layers[start..] {
-                let blob = self.store.open_blob(&layer.digest)?;
-                unpack_layer(blob, &tmp)?;
-            }
-            std::fs::rename(&tmp, &path).map_err(io(&path))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        result.map(|()| path)
+        let lower = super::snapshots::Lower::new(diff_ids, layers);
+        super::snapshots::Snapshots::new(&self.opts.home).merged(self.store, &lower)
     }
 }
