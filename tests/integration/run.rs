@@ -526,3 +526,59 @@ fn ctrl_c_during_a_run_stops_the_build_and_cleans_up() {
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert_clean(&imgb);
 }
+
+/// An image of more than 100 layers (RUN and COPY steps alternating) builds
+/// on the overlay snapshotter, whose lowerdir list would be far longer than
+/// a page with absolute paths; every RUN sees all the layers below it, and
+/// no RUN unpacks or copies a whole rootfs (only per-layer dirs exist).
+#[test]
+fn a_hundred_and_more_layers_mount_and_run() {
+    require_tool("runc");
+    let steps = 55;
+    let mut dockerfile = format!("{}\nRUN mkdir /r /c\n", from_busybox());
+    let mut ctx = Context::new();
+    for i in 0..steps {
+        ctx = ctx.file(&format!("c{i}.txt"), format!("copied {i}\n"));
+        dockerfile.push_str(&format!("COPY c{i}.txt /c/\n"));
+        // Each RUN reads what the COPY just below it added; every tenth
+        // deletes a file an early layer added.
+        let delete = if i % 10 == 9 {
+            format!(" && rm /c/c{}.txt", i - 9)
+        } else {
+            String::new()
+        };
+        dockerfile.push_str(&format!("RUN cat /c/c{i}.txt > /r/{i}{delete}\n"));
+    }
+    dockerfile.push_str("RUN ls /r | wc -l > /count && ls /c | wc -l >> /count\n");
+    dockerfile.push_str("CMD [\"cat\", \"/count\"]\n");
+    let ctx = ctx.file("Dockerfile", dockerfile);
+    let imgb = Imgb::new();
+    let built = build_with(&imgb, &ctx, &[], &[("IMGB_SNAPSHOTTER", "overlay")]);
+    built.run.success();
+    assert_eq!(built.layer_digests().len(), 1 + 1 + 2 * steps + 1);
+    let tree = tree(&built);
+    assert_eq!(
+        tree.get("r/54").map(String::as_str),
+        Some("file 644 0:0 copied 54")
+    );
+    assert_eq!(tree.get("c/c0.txt"), None, "deleted by a later RUN");
+    assert_eq!(
+        tree.get("c/c1.txt").map(String::as_str),
+        Some("file 644 0:0 copied 1")
+    );
+    let deleted = steps / 10;
+    assert_eq!(
+        built.run_cmd().split_whitespace().collect::<Vec<_>>(),
+        [steps.to_string(), (steps - deleted).to_string()]
+    );
+    let snapshots = imgb.home.path().join("snapshots");
+    let layers = std::fs::read_dir(snapshots.join("layers"))
+        .expect("layer dirs")
+        .count();
+    assert!(layers > 100, "one dir per layer: {layers}");
+    assert!(
+        !snapshots.join("merged").exists(),
+        "no RUN needed a merged rootfs"
+    );
+    assert_clean(&imgb);
+}
