@@ -733,7 +733,11 @@ impl Build<'_> {
                 _ => None,
             });
         }
-        let (passwd, group) = self.account_files(state)?;
+        // Root needs no account files (reading them reads every layer).
+        let (passwd, group) = match r.user.is_empty() {
+            true => (None, None),
+            false => self.account_files(state)?,
+        };
         let user = run::resolve_user(&r.user, passwd.as_deref(), group.as_deref())?;
         let cx = run::RunContext {
             executor: &executor,
