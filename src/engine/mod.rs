@@ -14,6 +14,7 @@ pub mod lowerfs;
 pub mod mounts;
 pub mod owner;
 pub mod run;
+mod schedule;
 pub mod snapshot;
 pub mod time;
 

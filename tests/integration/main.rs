@@ -14,6 +14,7 @@ mod built;
 mod cli;
 mod export;
 mod images;
+mod parallel;
 mod parse;
 mod plan;
 mod progress;
