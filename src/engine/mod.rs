@@ -8,6 +8,7 @@
 
 pub mod add;
 pub mod archive;
+mod cachemount;
 pub mod copy;
 pub mod executor;
 pub mod lowerfs;

@@ -816,10 +816,25 @@ impl Build<'_> {
             state: self.opts.home.join("runc"),
             cancel: self.stop.clone(),
         };
+        // Each mount source's identity: its key inputs, hashed.
+        let source_keys: Vec<Option<Sha256Digest>> = (0..r.mounts.len())
+            .map(|i| {
+                let prefix = format!("mount/{i}");
+                let parts: Vec<String> = inputs
+                    .iter()
+                    .filter(|(k, _)| **k == prefix || k.starts_with(&format!("{prefix}/")))
+                    .map(|(k, v)| format!("{k}={v}\n"))
+                    .collect();
+                (!parts.is_empty()).then(|| Sha256Digest::of(parts.concat().as_bytes()))
+            })
+            .collect();
         let mut sources = Vec::new();
         for m in &r.mounts {
+            use crate::plan::MountType;
             sources.push(match &m.source_from {
-                Some(CopyFrom::Context) if m.mount.kind == crate::plan::MountType::Bind => {
+                Some(CopyFrom::Context)
+                    if matches!(m.mount.kind, MountType::Bind | MountType::Cache) =>
+                {
                     Some(self.context.root().to_path_buf())
                 }
                 Some(CopyFrom::Stage(id)) => {
@@ -850,6 +865,7 @@ impl Build<'_> {
             lower: &root,
             user,
             sources,
+            source_keys,
         };
         let reporter = self.reporter;
         let layer = run::execute(&cx, r, &mut |line| {

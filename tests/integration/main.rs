@@ -11,6 +11,7 @@ mod add;
 mod build;
 mod build_registry;
 mod built;
+mod cache_mounts;
 mod cli;
 mod export;
 mod images;
