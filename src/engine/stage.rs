@@ -265,7 +265,11 @@ pub fn build(
         },
     )?;
     // The index is only a cache: failing to save it costs time, not results.
-    let _ = build.hashes().save(&hash_index_path);
+    // Nothing was read this time: the file on disk already knows every
+    // digest used, so the (large) index is not rewritten on no-op builds.
+    if build.hashes().hashed_files > 0 {
+        let _ = build.hashes().save(&hash_index_path);
+    }
     let target = &plan.stages[plan.target];
     let built = build.built_mut().remove(&target.id);
     let mut state = match built {
