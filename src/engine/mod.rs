@@ -8,12 +8,14 @@
 
 pub mod add;
 pub mod archive;
+mod cachemount;
 pub mod copy;
 pub mod executor;
 pub mod lowerfs;
 pub mod mounts;
 pub mod owner;
 pub mod run;
+mod schedule;
 pub mod snapshot;
 pub mod snapshots;
 pub mod time;

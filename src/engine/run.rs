@@ -11,6 +11,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::digest::Sha256Digest;
 use crate::layer::{Layer, LayerOptions};
 use crate::plan::{NetworkMode, RunStep, SecurityMode};
 use crate::store::ContentStore;
@@ -189,6 +190,10 @@ pub struct RunContext<'a> {
     /// For each mount of the step: the root its `source` is taken from
     /// (context, stage or image rootfs), where it has one.
     pub sources: Vec<Option<PathBuf>>,
+    /// For each mount: the identity of that source's content (a stage's
+    /// cache key, an image's manifest digest, the selected context files'
+    /// checksum), where it has one.
+    pub source_keys: Vec<Option<Sha256Digest>>,
 }
 
 /// The command as shown in errors.
@@ -260,7 +265,13 @@ fn execute_in(
         fs::create_dir_all(d).map_err(io(d))?;
     }
     fs::set_permissions(&files, fs::Permissions::from_mode(0o700)).map_err(io(&files))?;
-    let Prepared { stubs, mounts, env } = mounts::prepare(cx, run, &files)?;
+    // `_caches` holds cache-mount locks until the run is over.
+    let Prepared {
+        stubs,
+        mounts,
+        env,
+        caches: _caches,
+    } = mounts::prepare(cx, run, &files)?;
     let snapshot = Snapshot::prepare(
         cx.snapshotter,
         &Snapshots::new(cx.home),

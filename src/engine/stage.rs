@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::cache::{CacheIndex, CacheKey, CacheRecord, CachedLayer};
@@ -21,6 +23,7 @@ use super::copy::{self, CopySpec};
 use super::lowerfs::{normalise, LowerFs};
 use super::owner::{resolve_chown, Chmod, Owner};
 use super::run::{self, Secret};
+use super::schedule;
 use super::snapshot::SnapshotterKind;
 use super::time::{now, rfc3339};
 use super::{EngineError, StepFailure};
@@ -62,7 +65,9 @@ pub struct EngineOptions {
     /// Set (by the cli's Ctrl-C handler) to stop the build: the running
     /// RUN's container is killed, and no further step starts; temp mounts
     /// and dirs are cleaned up on the way out.
-    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub cancel: Arc<AtomicBool>,
+    /// `--jobs`: how many stages may build at once (0: one per CPU).
+    pub jobs: usize,
 }
 
 /// The state of a step, for progress output.
@@ -84,8 +89,13 @@ pub enum Event<'a> {
         status: StepStatus,
     },
     Message(&'a str),
-    /// A line of output of the running step.
-    Output(&'a str),
+    /// A line of output of a running step (stages run side by side, so the
+    /// line names its step as [`Event::Step`] does).
+    Output {
+        stage: &'a str,
+        index: usize,
+        line: &'a str,
+    },
 }
 
 /// Receives progress (the cli prints it).
@@ -138,6 +148,7 @@ impl StageState {
     }
 }
 
+/// What the stages of one build share; stages run on several threads.
 struct Build<'a> {
     context: &'a BuildContext,
     store: &'a ContentStore,
@@ -145,11 +156,44 @@ struct Build<'a> {
     opts: &'a EngineOptions,
     reporter: &'a dyn Reporter,
     cache: CacheIndex,
-    hashes: HashIndex,
+    hashes: Mutex<HashIndex>,
     epoch: Option<i64>,
-    built: BTreeMap<usize, StageState>,
-    cached_steps: usize,
-    executed_steps: usize,
+    /// Built stages by stage id.
+    built: Mutex<BTreeMap<usize, Arc<StageState>>>,
+    cached_steps: AtomicUsize,
+    executed_steps: AtomicUsize,
+    /// Set on Ctrl-C or when a stage fails: running containers are killed
+    /// and no further step starts.
+    stop: Arc<AtomicBool>,
+}
+
+/// Where a step is, for progress events.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    stage: &'a str,
+    index: usize,
+}
+
+/// The estimated cost of a stage, for longest-path-first scheduling: RUN
+/// steps dominate build times, COPY and ADD come next.
+fn stage_weight(stage: &StagePlan) -> u64 {
+    1 + stage
+        .steps
+        .iter()
+        .map(|s| match s.kind {
+            StepKind::Run(_) => 10,
+            StepKind::Copy(_) => 2,
+            StepKind::Config(_) => 0,
+        })
+        .sum::<u64>()
+}
+
+/// The number of stages built at once: `--jobs`, or one per CPU.
+fn jobs(opts: &EngineOptions) -> usize {
+    if opts.jobs > 0 {
+        return opts.jobs;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Builds `plan`'s target.
@@ -162,40 +206,88 @@ pub fn build(
     reporter: &dyn Reporter,
 ) -> Result<BuildOutput, StepFailure> {
     let hash_index_path = opts.home.join("context-index");
-    let mut build = Build {
+    let build = Build {
         context,
         store,
         bases,
         opts,
         reporter,
         cache: CacheIndex::new(&opts.home.join("cache")),
-        hashes: HashIndex::load(&hash_index_path),
+        hashes: Mutex::new(HashIndex::load(&hash_index_path)),
         epoch: plan.source_date_epoch,
-        built: BTreeMap::new(),
-        cached_steps: 0,
-        executed_steps: 0,
+        built: Mutex::new(BTreeMap::new()),
+        cached_steps: AtomicUsize::new(0),
+        executed_steps: AtomicUsize::new(0),
+        stop: Arc::new(AtomicBool::new(opts.cancel.load(Ordering::SeqCst))),
     };
     for message in &plan.warnings {
         reporter.report(Event::Message(message));
     }
-    for (index, stage) in plan.stages.iter().enumerate() {
-        let state = build.stage(stage).map_err(|(step, error)| StepFailure {
-            stage: index,
-            step,
-            error,
-        })?;
-        build.built.insert(stage.id, state);
-    }
-    // The index is only a cache: failing to save it costs time, not results.
-    let _ = build.hashes.save(&hash_index_path);
-    let target = &plan.stages[plan.target];
-    let mut state = build.built.remove(&target.id).ok_or_else(|| StepFailure {
-        stage: plan.target,
-        step: 0,
-        error: EngineError::Step {
-            message: "target stage was not built".into(),
+    // Stage ids to positions in the plan (which lists every stage after
+    // the stages it needs).
+    let position: BTreeMap<usize, usize> = plan
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id, i))
+        .collect();
+    let graph = schedule::Graph {
+        deps: plan
+            .stages
+            .iter()
+            .map(|s| {
+                s.deps
+                    .iter()
+                    .filter_map(|d| position.get(d).copied())
+                    .collect()
+            })
+            .collect(),
+        weight: plan.stages.iter().map(stage_weight).collect(),
+    };
+    schedule::run(
+        &graph,
+        jobs(opts),
+        &build.stop,
+        &opts.cancel,
+        |index| {
+            let stage = &plan.stages[index];
+            build
+                .stage(stage)
+                .map(|state| (stage.id, state))
+                .map_err(|(step, error)| StepFailure {
+                    stage: index,
+                    step,
+                    error,
+                })
         },
-    })?;
+        |_, (id, state)| {
+            build.built_mut().insert(id, Arc::new(state));
+        },
+    )?;
+    // The index is only a cache: failing to save it costs time, not results.
+    // Nothing was read this time: the file on disk already knows every
+    // digest used, so the (large) index is not rewritten on no-op builds.
+    if build.hashes().hashed_files > 0 {
+        let _ = build.hashes().save(&hash_index_path);
+    }
+    let target = &plan.stages[plan.target];
+    let built = build.built_mut().remove(&target.id);
+    let mut state = match built {
+        Some(state) => Arc::unwrap_or_clone(state),
+        None => {
+            return Err(StepFailure {
+                stage: plan.target,
+                step: 0,
+                error: if opts.cancel.load(Ordering::SeqCst) {
+                    EngineError::Interrupted
+                } else {
+                    EngineError::Step {
+                        message: "target stage was not built".into(),
+                    }
+                },
+            })
+        }
+    };
     if !plan.labels.is_empty() {
         let labels: Vec<(String, String)> = plan
             .labels
@@ -213,12 +305,20 @@ pub fn build(
         config: state.config,
         layers: state.layers,
         created,
-        cached_steps: build.cached_steps,
-        executed_steps: build.executed_steps,
+        cached_steps: build.cached_steps.load(Ordering::SeqCst),
+        executed_steps: build.executed_steps.load(Ordering::SeqCst),
     })
 }
 
 impl Build<'_> {
+    fn built_mut(&self) -> MutexGuard<'_, BTreeMap<usize, Arc<StageState>>> {
+        self.built.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hashes(&self) -> MutexGuard<'_, HashIndex> {
+        self.hashes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn created(&self) -> String {
         rfc3339(self.epoch.unwrap_or_else(now))
     }
@@ -234,7 +334,7 @@ impl Build<'_> {
             .unwrap_or_else(|| format!("stage-{}", stage.id))
     }
 
-    fn start(&mut self, stage: &StagePlan) -> Result<StageState, EngineError> {
+    fn start(&self, stage: &StagePlan) -> Result<StageState, EngineError> {
         let mut config = stage.config.clone();
         let platform = Self::platform(stage);
         let state = match &stage.base {
@@ -265,9 +365,7 @@ impl Build<'_> {
                 }
             }
             Base::Stage(id) => {
-                let parent = self.built.get(id).ok_or_else(|| EngineError::Step {
-                    message: format!("stage {id} was not built before its child"),
-                })?;
+                let parent = self.built_stage(*id)?;
                 config.rootfs = parent.config.rootfs.clone();
                 config.history = parent.config.history.clone();
                 StageState {
@@ -282,7 +380,7 @@ impl Build<'_> {
         Ok(state)
     }
 
-    fn stage(&mut self, stage: &StagePlan) -> Result<StageState, (usize, EngineError)> {
+    fn stage(&self, stage: &StagePlan) -> Result<StageState, (usize, EngineError)> {
         let mut state = self.start(stage).map_err(|e| (0, e))?;
         let name = Self::stage_name(stage);
         let no_cache = self.opts.no_cache
@@ -293,7 +391,7 @@ impl Build<'_> {
                 .any(|s| s.eq_ignore_ascii_case(&name) || *s == stage.id.to_string());
         let total = stage.steps.len();
         for (index, step) in stage.steps.iter().enumerate() {
-            if self.opts.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            if self.stop.load(Ordering::SeqCst) {
                 return Err((index, EngineError::Interrupted));
             }
             let started = Instant::now();
@@ -307,15 +405,19 @@ impl Build<'_> {
                 })
             };
             report(StepStatus::Running);
+            let at = At {
+                stage: &name,
+                index: index + 1,
+            };
             let cached = self
-                .step(stage, step, &mut state, no_cache)
+                .step(stage, step, &mut state, no_cache, at)
                 .map_err(|e| (index, e))?;
             if cached {
-                self.cached_steps += 1;
+                self.cached_steps.fetch_add(1, Ordering::SeqCst);
                 report(StepStatus::Cached);
             } else {
                 if step.creates_layer() {
-                    self.executed_steps += 1;
+                    self.executed_steps.fetch_add(1, Ordering::SeqCst);
                 }
                 report(StepStatus::Done {
                     seconds: started.elapsed().as_secs_f64(),
@@ -336,11 +438,12 @@ impl Build<'_> {
 
     /// Runs one step; returns whether it came from the cache.
     fn step(
-        &mut self,
+        &self,
         stage: &StagePlan,
         step: &Step,
         state: &mut StageState,
         no_cache: bool,
+        at: At<'_>,
     ) -> Result<bool, EngineError> {
         match &step.kind {
             StepKind::Config(ConfigChange::Workdir(dir)) => {
@@ -365,7 +468,7 @@ impl Build<'_> {
                 Ok(false)
             }
             StepKind::Copy(copy) => self.copy(stage, step, state, copy, no_cache),
-            StepKind::Run(r) => self.run(stage, step, state, r, no_cache),
+            StepKind::Run(r) => self.run(stage, step, state, r, no_cache, at),
         }
     }
 
@@ -400,7 +503,7 @@ impl Build<'_> {
     }
 
     fn commit(
-        &mut self,
+        &self,
         step: &Step,
         state: &mut StageState,
         key: CacheKey,
@@ -451,7 +554,7 @@ impl Build<'_> {
     }
 
     fn workdir(
-        &mut self,
+        &self,
         stage: &StagePlan,
         step: &Step,
         state: &mut StageState,
@@ -511,7 +614,7 @@ impl Build<'_> {
     }
 
     fn copy(
-        &mut self,
+        &self,
         stage: &StagePlan,
         step: &Step,
         state: &mut StageState,
@@ -564,7 +667,7 @@ impl Build<'_> {
             CopyFrom::Context => {
                 selections = copy::select(self.context, &spec)?;
                 for (i, selection) in selections.iter().enumerate() {
-                    let sum = checksum(self.context, &selection.entries, &mut self.hashes)
+                    let sum = checksum(self.context, &selection.entries, &mut self.hashes())
                         .map_err(|source| EngineError::Io {
                             path: self.context.abs(&selection.path),
                             source,
@@ -662,12 +765,13 @@ impl Build<'_> {
     }
 
     fn run(
-        &mut self,
+        &self,
         stage: &StagePlan,
         step: &Step,
         state: &mut StageState,
         r: &RunStep,
         no_cache: bool,
+        at: At<'_>,
     ) -> Result<bool, EngineError> {
         let network = run::effective_network(r, self.opts.network);
         let mut json = run::cache_json(r, network);
@@ -680,7 +784,7 @@ impl Build<'_> {
                 Some(CopyFrom::Context) => {
                     let source = m.mount.source.clone().unwrap_or_else(|| "/".into());
                     for (j, selection) in self.context.select(&source)?.iter().enumerate() {
-                        let sum = checksum(self.context, &selection.entries, &mut self.hashes)
+                        let sum = checksum(self.context, &selection.entries, &mut self.hashes())
                             .map_err(|source| EngineError::Io {
                                 path: self.context.abs(&selection.path),
                                 source,
@@ -714,12 +818,27 @@ impl Build<'_> {
         let executor = super::executor::Runc {
             binary,
             state: self.opts.home.join("runc"),
-            cancel: self.opts.cancel.clone(),
+            cancel: self.stop.clone(),
         };
+        // Each mount source's identity: its key inputs, hashed.
+        let source_keys: Vec<Option<Sha256Digest>> = (0..r.mounts.len())
+            .map(|i| {
+                let prefix = format!("mount/{i}");
+                let parts: Vec<String> = inputs
+                    .iter()
+                    .filter(|(k, _)| **k == prefix || k.starts_with(&format!("{prefix}/")))
+                    .map(|(k, v)| format!("{k}={v}\n"))
+                    .collect();
+                (!parts.is_empty()).then(|| Sha256Digest::of(parts.concat().as_bytes()))
+            })
+            .collect();
         let mut sources = Vec::new();
         for m in &r.mounts {
+            use crate::plan::MountType;
             sources.push(match &m.source_from {
-                Some(CopyFrom::Context) if m.mount.kind == crate::plan::MountType::Bind => {
+                Some(CopyFrom::Context)
+                    if matches!(m.mount.kind, MountType::Bind | MountType::Cache) =>
+                {
                     Some(self.context.root().to_path_buf())
                 }
                 Some(CopyFrom::Stage(id)) => {
@@ -750,18 +869,28 @@ impl Build<'_> {
             lower: super::snapshots::Lower::new(&state.config.rootfs.diff_ids, &state.layers),
             user,
             sources,
+            source_keys,
         };
         let reporter = self.reporter;
-        let layer = run::execute(&cx, r, &mut |line| reporter.report(Event::Output(line)))?;
+        let layer = run::execute(&cx, r, &mut |line| {
+            reporter.report(Event::Output {
+                stage: at.stage,
+                index: at.index,
+                line,
+            })
+        })?;
         self.commit(step, state, key, layer)?;
         Ok(false)
     }
 
     /// A stage built earlier in this build (plans order stages so that it is).
-    fn built_stage(&self, id: usize) -> Result<&StageState, EngineError> {
-        self.built.get(&id).ok_or_else(|| EngineError::Step {
-            message: format!("stage {id} is not built"),
-        })
+    fn built_stage(&self, id: usize) -> Result<Arc<StageState>, EngineError> {
+        self.built_mut()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| EngineError::Step {
+                message: format!("stage {id} is not built"),
+            })
     }
 
     fn base(&self, reference: &str) -> Result<&ResolvedImage, EngineError> {
