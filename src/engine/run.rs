@@ -19,7 +19,7 @@ use crate::store::ContentStore;
 use super::executor::{Executor, RunRequest};
 use super::mounts::{self, inside, Prepared};
 use super::snapshot::{ensure_dir, Snapshot, SnapshotterKind};
-use super::snapshots::{Lower, Snapshots};
+use super::snapshots::{Lookup, Lower, Snapshots};
 use super::EngineError;
 
 /// The default PATH when the image sets none (as Docker's).
@@ -173,6 +173,31 @@ pub fn resolve_user(
 pub fn read_in_root(root: &Path, rel: &str) -> Option<String> {
     let path = inside(root, rel).ok()?;
     fs::read_to_string(path).ok()
+}
+
+/// The content of `/etc/passwd` and `/etc/group`, where they exist.
+pub type AccountFiles = (Option<String>, Option<String>);
+
+/// The stage's `/etc/passwd` and `/etc/group` for USER, read from its layer
+/// dirs (see `Snapshots::read_file`); `None` when a symlink is involved and
+/// the caller must resolve them another way.
+pub fn account_files(
+    home: &Path,
+    store: &ContentStore,
+    lower: &Lower,
+) -> Result<Option<AccountFiles>, EngineError> {
+    let snapshots = Snapshots::new(home);
+    let mut out = Vec::new();
+    for path in ["etc/passwd", "etc/group"] {
+        out.push(match snapshots.read_file(store, lower, path)? {
+            Lookup::Content(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+            Lookup::Missing => None,
+            Lookup::Symlink => return Ok(None),
+        });
+    }
+    let group = out.pop().flatten();
+    let passwd = out.pop().flatten();
+    Ok(Some((passwd, group)))
 }
 
 /// What one RUN needs from the build.

@@ -852,10 +852,15 @@ impl Build<'_> {
                 _ => None,
             });
         }
-        // Root needs no account files (reading them reads every layer).
+        let lower = super::snapshots::Lower::new(&state.config.rootfs.diff_ids, &state.layers);
+        // Root needs no account files; others come from the layer dirs RUN
+        // mounts anyway (reading the layers' tars costs seconds on big bases).
         let (passwd, group) = match r.user.is_empty() {
             true => (None, None),
-            false => self.account_files(state)?,
+            false => match run::account_files(&self.opts.home, self.store, &lower)? {
+                Some(files) => files,
+                None => self.account_files(state)?,
+            },
         };
         let user = run::resolve_user(&r.user, passwd.as_deref(), group.as_deref())?;
         let cx = run::RunContext {
@@ -866,7 +871,7 @@ impl Build<'_> {
             layer: &self.opts.layer,
             secrets: &self.opts.secrets,
             network,
-            lower: super::snapshots::Lower::new(&state.config.rootfs.diff_ids, &state.layers),
+            lower,
             user,
             sources,
             source_keys,

@@ -582,3 +582,48 @@ fn a_hundred_and_more_layers_mount_and_run() {
     );
     assert_clean(&imgb);
 }
+
+/// Stages built side by side on the same base unpack its layer at the same
+/// time: both use one layer dir, and nothing half-made is left.
+#[test]
+fn parallel_stages_share_the_base_layer_snapshot() {
+    require_tool("runc");
+    let from = from_busybox();
+    let mut dockerfile = String::new();
+    for name in ["a", "b", "c"] {
+        dockerfile.push_str(&format!(
+            "{from} AS {name}\nRUN echo {name} > /{name}\nUSER app\nRUN id -u > /tmp/{name}-uid\n"
+        ));
+    }
+    dockerfile.push_str(&format!(
+        "{from}\nCOPY --from=a /a /tmp/a-uid /\nCOPY --from=b /b /tmp/b-uid /\nCOPY --from=c /c /\n"
+    ));
+    let ctx = Context::new().file("Dockerfile", dockerfile);
+    let imgb = Imgb::new();
+    let built = build(&imgb, &ctx, &["--jobs", "3"]);
+    let tree = tree(&built);
+    for name in ["a", "b", "c"] {
+        assert_eq!(
+            tree.get(name).map(String::as_str),
+            Some(format!("file 644 0:0 {name}").as_str()),
+            "{tree:#?}"
+        );
+    }
+    assert_eq!(
+        tree.get("a-uid").map(String::as_str),
+        Some("file 644 1000:1000 1000"),
+        "USER read /etc/passwd from the layer dirs"
+    );
+    let layers = imgb.home.path().join("snapshots/layers");
+    let names: Vec<String> = std::fs::read_dir(&layers)
+        .expect("layer dirs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with(".tmp")),
+        "temp dirs left: {names:?}"
+    );
+    // The base, and two RUN layers per stage.
+    assert_eq!(names.len(), 1 + 3 * 2, "{names:?}");
+    assert_clean(&imgb);
+}
