@@ -5,7 +5,8 @@
 #
 # Builds, with --no-cache, a Dockerfile of N `RUN true` steps and one of none
 # on the busybox fixture (and with --debian on the Debian fixture too); the
-# per-RUN time is the difference divided by N (median of 3 builds each).
+# per-RUN time is the difference divided by N (median of 3 builds each). The
+# same with `USER nobody` first measures RUNs that resolve a user.
 # The command itself is a bare `runc run` of `true` on the same rootfs, with
 # the same namespaces (no network namespace, as imgb's RUN), timed over N
 # runs. Prints the per-RUN time, the bare runc time and their difference
@@ -98,23 +99,27 @@ build_time() {
 echo "RUN overhead, $n x RUN true, --no-cache, median of 3 ($(date -u +%F), load average $(cut -d' ' -f1-3 /proc/loadavg))"
 for base in "${bases[@]}"; do
   from="FROM 127.0.0.1:$port/bench/$base:latest"
-  mkdir -p "$work/ctx-$base-0" "$work/ctx-$base-n"
+  mkdir -p "$work/ctx-$base-0" "$work/ctx-$base-n" "$work/ctx-$base-u"
   printf '%s\nENV BENCH=1\n' "$from" > "$work/ctx-$base-0/Dockerfile"
   { echo "$from"; echo "ENV BENCH=1"; for _ in $(seq "$n"); do echo "RUN true"; done; } > "$work/ctx-$base-n/Dockerfile"
+  { echo "$from"; echo "USER nobody"; for _ in $(seq "$n"); do echo "RUN true"; done; } > "$work/ctx-$base-u/Dockerfile"
   home=$work/home-$base
   # Warm up: pull the base and unpack its layers once (as any later build
   # finds them).
   IMGB_HOME="$home" "$imgb" build -q -o "type=oci,dest=$work/out,tar=false" "$work/ctx-$base-n" >/dev/null
   rm -rf "$work/out"
-  zero=(); many=()
+  zero=(); many=(); user=()
   for _ in 1 2 3; do
     zero+=("$(build_time "$work/ctx-$base-0" "$home")")
     many+=("$(build_time "$work/ctx-$base-n" "$home")")
+    user+=("$(build_time "$work/ctx-$base-u" "$home")")
   done
   z=$(printf '%s\n' "${zero[@]}" | median)
   m=$(printf '%s\n' "${many[@]}" | median)
+  u=$(printf '%s\n' "${user[@]}" | median)
   per_run=$(echo "($m - $z) * 1000 / $n" | bc -l)
+  per_user=$(echo "($u - $z) * 1000 / $n" | bc -l)
   bare=$(bare_runc "$base")
-  printf '  %-8s imgb per RUN %7.1f ms   bare runc run %6.1f ms   overhead %6.1f ms   (builds: %.2f s with, %.2f s without)\n' \
-    "$base" "$per_run" "$bare" "$(echo "$per_run - $bare" | bc -l)" "$m" "$z"
+  printf '  %-8s imgb per RUN %7.1f ms (USER nobody: %7.1f ms)   bare runc run %6.1f ms   overhead %6.1f ms (USER: %6.1f ms)   (builds: %.2f s with, %.2f s without)\n' \
+    "$base" "$per_run" "$per_user" "$bare" "$(echo "$per_run - $bare" | bc -l)" "$(echo "$per_user - $bare" | bc -l)" "$m" "$z"
 done
