@@ -17,7 +17,7 @@ use crate::plan::{NetworkMode, RunStep, SecurityMode};
 use crate::store::ContentStore;
 
 use super::executor::{Executor, RunRequest};
-use super::mounts::{self, inside, Prepared};
+use super::mounts::{self, Prepared};
 use super::snapshot::{ensure_dir, Snapshot, SnapshotterKind};
 use super::snapshots::{Lookup, Lower, Snapshots};
 use super::EngineError;
@@ -166,13 +166,6 @@ pub fn resolve_user(
             })
         }
     }
-}
-
-/// A small text file of an unpacked rootfs (`etc/passwd`), `None` when it
-/// is missing or resolves outside the root.
-pub fn read_in_root(root: &Path, rel: &str) -> Option<String> {
-    let path = inside(root, rel).ok()?;
-    fs::read_to_string(path).ok()
 }
 
 /// The content of `/etc/passwd` and `/etc/group`, where they exist.
