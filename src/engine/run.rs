@@ -172,25 +172,22 @@ pub fn resolve_user(
 pub type AccountFiles = (Option<String>, Option<String>);
 
 /// The stage's `/etc/passwd` and `/etc/group` for USER, read from its layer
-/// dirs (see `Snapshots::read_file`); `None` when a symlink is involved and
-/// the caller must resolve them another way.
-pub fn account_files(
-    home: &Path,
-    store: &ContentStore,
-    lower: &Lower,
-) -> Result<Option<AccountFiles>, EngineError> {
+/// dirs (see `Snapshots::read_file`); `None` when a symlink is involved or
+/// the layers cannot be unpacked in overlay's format (a hard link to a lower
+/// layer's file): the caller then reads them from the layers' tars.
+pub fn account_files(home: &Path, store: &ContentStore, lower: &Lower) -> Option<AccountFiles> {
     let snapshots = Snapshots::new(home);
     let mut out = Vec::new();
     for path in ["etc/passwd", "etc/group"] {
-        out.push(match snapshots.read_file(store, lower, path)? {
+        out.push(match snapshots.read_file(store, lower, path).ok()? {
             Lookup::Content(b) => Some(String::from_utf8_lossy(&b).into_owned()),
             Lookup::Missing => None,
-            Lookup::Symlink => return Ok(None),
+            Lookup::Symlink => return None,
         });
     }
     let group = out.pop().flatten();
     let passwd = out.pop().flatten();
-    Ok(Some((passwd, group)))
+    Some((passwd, group))
 }
 
 /// What one RUN needs from the build.

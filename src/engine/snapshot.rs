@@ -435,4 +435,48 @@ mod tests {
             ]
         );
     }
+
+    /// A layer overlay cannot hold on its own (a hard link to a file of a
+    /// lower layer) makes `auto` use the copy snapshotter.
+    #[test]
+    fn auto_falls_back_to_copy_when_a_layer_dir_cannot_be_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(&dir.path().join("store")).unwrap();
+        let tar = |entries: &[(&str, tar::EntryType, &[u8])]| {
+            let mut builder = tar::Builder::new(Vec::new());
+            for (path, kind, data) in entries {
+                let mut header = tar::Header::new_ustar();
+                header.set_entry_type(*kind);
+                header.set_mode(0o644);
+                header.set_uid(0);
+                header.set_gid(0);
+                header.set_mtime(0);
+                header.set_size(data.len() as u64);
+                header.set_path(path).unwrap();
+                if kind.is_hard_link() {
+                    header.set_link_name("f").unwrap();
+                }
+                header.set_cksum();
+                builder.append(&header, *data).unwrap();
+            }
+            store
+                .put_bytes(&builder.into_inner().unwrap())
+                .unwrap()
+                .digest
+        };
+        let l1 = tar(&[("f", tar::EntryType::Regular, b"f")]);
+        let l2 = tar(&[("h", tar::EntryType::Link, b"")]);
+        let descriptors: Vec<_> = [l1, l2]
+            .iter()
+            .map(|d| crate::image::Descriptor::new("application/vnd.oci.image.layer.v1.tar", *d, 0))
+            .collect();
+        let stack = Lower::new(&[l1, l2], &descriptors);
+        let snaps = Snapshots::new(dir.path());
+        let prepare =
+            |kind| Snapshot::prepare(kind, &snaps, &store, &stack, &dir.path().join("snap"), &[]);
+        assert!(prepare(SnapshotterKind::Overlay).is_err());
+        let snap = prepare(SnapshotterKind::Auto).unwrap();
+        assert_eq!(snap.kind(), SnapshotterKind::Copy);
+        assert_eq!(fs::read(snap.root().join("h")).unwrap(), b"f");
+    }
 }

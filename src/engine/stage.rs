@@ -857,7 +857,7 @@ impl Build<'_> {
         // mounts anyway (reading the layers' tars costs seconds on big bases).
         let (passwd, group) = match r.user.is_empty() {
             true => (None, None),
-            false => match run::account_files(&self.opts.home, self.store, &lower)? {
+            false => match run::account_files(&self.opts.home, self.store, &lower) {
                 Some(files) => files,
                 None => self.account_files(state)?,
             },
