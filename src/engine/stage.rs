@@ -130,10 +130,28 @@ struct StageState {
 }
 
 impl StageState {
+    /// The view of the stage's layers. A view made for fewer layers (before
+    /// the latest COPY or RUN) is extended with the new ones only: reading a
+    /// big base image's layers again costs seconds.
     fn lower(&mut self, store: &ContentStore) -> Result<&LowerFs, EngineError> {
-        if self.lower.is_none() {
-            let digests: Vec<Sha256Digest> = self.layers.iter().map(|d| d.digest).collect();
-            self.lower = Some(LowerFs::of_layers(store, &digests)?);
+        let digests: Vec<Sha256Digest> = self.layers.iter().map(|d| d.digest).collect();
+        let reusable = self.lower.as_ref().is_some_and(|l| {
+            l.layers().len() <= digests.len() && l.layers() == &digests[..l.layers().len()]
+        });
+        if !reusable {
+            self.lower = None;
+        }
+        let lower = match self.lower.as_mut() {
+            Some(lower) => lower,
+            None => self.lower.insert(LowerFs::empty()),
+        };
+        let have = lower.layers().len();
+        for digest in &digests[have..] {
+            if let Err(e) = lower.apply_layer(store, digest) {
+                // A half-applied view must not be reused.
+                self.lower = None;
+                return Err(e);
+            }
         }
         self.lower.as_ref().ok_or_else(|| EngineError::Step {
             message: "filesystem view unavailable".into(),
@@ -144,7 +162,6 @@ impl StageState {
         self.last_created = history.created.clone();
         self.layers.push(layer);
         self.config.push_layer(diff_id, history);
-        self.lower = None;
     }
 }
 
