@@ -218,6 +218,9 @@ pub struct PullArgs {
     /// Platform to pick from a multi-platform image (`os/arch[/variant]`).
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Only download: do not unpack the layers for RUN.
+    #[arg(long)]
+    pub no_unpack: bool,
     #[command(flatten)]
     pub registry: RegistryFlags,
 }

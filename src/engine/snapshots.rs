@@ -178,6 +178,12 @@ impl Snapshots {
         Ok(dir)
     }
 
+    /// The layer dir of `chain` if it is unpacked already.
+    pub fn existing_layer(&self, chain: &ChainId) -> Option<PathBuf> {
+        let path = self.layer_path(chain);
+        path.is_dir().then_some(path)
+    }
+
     /// Where the layer dir of `chain` is (whether or not it exists yet).
     fn layer_path(&self, chain: &ChainId) -> PathBuf {
         self.dir.join("layers").join(chain.digest().hex())

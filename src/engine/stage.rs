@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::cache::{CacheIndex, CacheKey, CacheRecord, CachedLayer};
 use crate::context::{checksum, BuildContext, HashIndex};
 use crate::digest::Sha256Digest;
-use crate::image::{Descriptor, History, ImageConfig};
+use crate::image::{ChainId, Descriptor, History, ImageConfig};
 use crate::layer::{Layer, LayerOptions};
 use crate::plan::{
     apply, Base, BuildPlan, ConfigChange, CopyFrom, CopyStep, NetworkMode, RunStep, StagePlan,
@@ -25,6 +25,7 @@ use super::owner::{resolve_chown, Chmod, Owner};
 use super::run::{self, Secret};
 use super::schedule;
 use super::snapshot::SnapshotterKind;
+use super::snapshots::Snapshots;
 use super::time::{now, rfc3339};
 use super::{EngineError, StepFailure};
 
@@ -133,8 +134,13 @@ impl StageState {
     /// The view of the stage's layers. A view made for fewer layers (before
     /// the latest COPY or RUN) is extended with the new ones only: reading a
     /// big base image's layers again costs seconds.
-    fn lower(&mut self, store: &ContentStore) -> Result<&LowerFs, EngineError> {
+    fn lower(
+        &mut self,
+        store: &ContentStore,
+        snapshots: &Snapshots,
+    ) -> Result<&LowerFs, EngineError> {
         let digests: Vec<Sha256Digest> = self.layers.iter().map(|d| d.digest).collect();
+        let diff_ids = self.config.rootfs.diff_ids.clone();
         let reusable = self.lower.as_ref().is_some_and(|l| {
             l.layers().len() <= digests.len() && l.layers() == &digests[..l.layers().len()]
         });
@@ -146,8 +152,18 @@ impl StageState {
             None => self.lower.insert(LowerFs::empty()),
         };
         let have = lower.layers().len();
-        for digest in &digests[have..] {
-            if let Err(e) = lower.apply_layer(store, digest) {
+        for (k, digest) in digests.iter().enumerate().skip(have) {
+            // A layer already unpacked (by `imgb pull` or an earlier RUN)
+            // is read from its directory, not decompressed again.
+            let dir = (diff_ids.len() == digests.len())
+                .then(|| ChainId::of(&diff_ids[..=k]))
+                .flatten()
+                .and_then(|chain| snapshots.existing_layer(&chain));
+            let applied = match dir {
+                Some(dir) => lower.apply_layer_dir(digest, &dir),
+                None => lower.apply_layer(store, digest),
+            };
+            if let Err(e) = applied {
                 // A half-applied view must not be reused.
                 self.lower = None;
                 return Err(e);
@@ -173,6 +189,7 @@ struct Build<'a> {
     opts: &'a EngineOptions,
     reporter: &'a dyn Reporter,
     cache: CacheIndex,
+    snapshots: Snapshots,
     hashes: Mutex<HashIndex>,
     epoch: Option<i64>,
     /// Built stages by stage id.
@@ -230,6 +247,7 @@ pub fn build(
         opts,
         reporter,
         cache: CacheIndex::new(&opts.home.join("cache")),
+        snapshots: Snapshots::new(&opts.home),
         hashes: Mutex::new(HashIndex::load(&hash_index_path)),
         epoch: plan.source_date_epoch,
         built: Mutex::new(BTreeMap::new()),
@@ -465,7 +483,7 @@ impl Build<'_> {
         match &step.kind {
             StepKind::Config(ConfigChange::Workdir(dir)) => {
                 apply(&mut state.config, &ConfigChange::Workdir(dir.clone()));
-                let exists = state.lower(self.store)?.is_dir(dir);
+                let exists = state.lower(self.store, &self.snapshots)?.is_dir(dir);
                 if exists || normalise(dir).is_empty() {
                     state
                         .config
@@ -585,7 +603,7 @@ impl Build<'_> {
             return Ok(true);
         }
         let owner = self.user_owner(state)?;
-        let lower = state.lower(self.store)?;
+        let lower = state.lower(self.store, &self.snapshots)?;
         let dir_entry = copy::Planned {
             path: normalise(dir),
             content: copy::Content::Dir,
@@ -621,7 +639,7 @@ impl Build<'_> {
         &self,
         state: &mut StageState,
     ) -> Result<(Option<String>, Option<String>), EngineError> {
-        let lower = state.lower(self.store)?;
+        let lower = state.lower(self.store, &self.snapshots)?;
         let read = |path| -> Result<Option<String>, EngineError> {
             Ok(lower
                 .read_file(self.store, path)?
@@ -763,7 +781,7 @@ impl Build<'_> {
         let lower = if c.link {
             &empty
         } else {
-            state.lower(self.store)?
+            state.lower(self.store, &self.snapshots)?
         };
         let mut planned = copy::plan(root, &selections, &spec, lower, owner, chmod.as_ref())?;
         if let Some(add) = add.as_mut() {
@@ -931,6 +949,6 @@ impl Build<'_> {
         layers: &[Descriptor],
     ) -> Result<PathBuf, EngineError> {
         let lower = super::snapshots::Lower::new(diff_ids, layers);
-        super::snapshots::Snapshots::new(&self.opts.home).merged(self.store, &lower)
+        self.snapshots.merged(self.store, &lower)
     }
 }
