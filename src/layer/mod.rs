@@ -16,6 +16,7 @@
 
 mod compress;
 mod header;
+mod pgzip;
 mod tree;
 mod unpack;
 
