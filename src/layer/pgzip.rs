@@ -83,14 +83,12 @@ impl<W: Write> ParallelGzip<W> {
         let level = self.level;
         let threads = self.threads.min(n);
         let mut outputs: Vec<io::Result<Vec<u8>>> = Vec::with_capacity(n);
+        let compressor = || Compress::new(Compression::new(level), false);
         if threads == 1 {
+            let mut c = compressor();
             for i in 0..n {
-                outputs.push(deflate(
-                    &chunks[i],
-                    dictionaries[i],
-                    level,
-                    last && i + 1 == n,
-                ));
+                let end = last && i + 1 == n;
+                outputs.push(deflate(&mut c, &chunks[i], dictionaries[i], end));
             }
         } else {
             // Thread t takes chunks t, t + threads, ...
@@ -100,11 +98,12 @@ impl<W: Write> ParallelGzip<W> {
                     .map(|t| {
                         let (chunks, dictionaries) = (&chunks, &dictionaries);
                         scope.spawn(move || {
+                            let mut c = compressor();
                             (t..n)
                                 .step_by(threads)
                                 .map(|i| {
                                     let end = last && i + 1 == n;
-                                    (i, deflate(&chunks[i], dictionaries[i], level, end))
+                                    (i, deflate(&mut c, &chunks[i], dictionaries[i], end))
                                 })
                                 .collect::<Vec<_>>()
                         })
@@ -153,9 +152,9 @@ impl<W: Write> Write for ParallelGzip<W> {
         if self.current.len() == CHUNK {
             let full = std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK));
             self.pending.push(full);
-            // A batch keeps every thread busy twice over; the last full
-            // chunk waits, since it may turn out to be the stream's end.
-            if self.pending.len() > self.threads * 2 {
+            // A batch gives every thread eight chunks (1 MiB); the last
+            // full chunk waits, since it may turn out to be the stream's end.
+            if self.pending.len() > self.threads * 8 {
                 let keep = self.pending.pop();
                 self.flush_batch(false)?;
                 self.pending.extend(keep);
@@ -178,8 +177,10 @@ fn tail(chunk: &[u8]) -> &[u8] {
 
 /// One chunk as raw deflate primed with `dictionary`; ends the stream when
 /// `last`, else with a sync flush.
-fn deflate(data: &[u8], dictionary: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
-    let mut c = Compress::new(Compression::new(level), false);
+fn deflate(c: &mut Compress, data: &[u8], dictionary: &[u8], last: bool) -> io::Result<Vec<u8>> {
+    // Reusing one compressor per thread saves allocating and clearing its
+    // tables for every chunk.
+    c.reset();
     if !dictionary.is_empty() {
         c.set_dictionary(dictionary).map_err(io::Error::other)?;
     }
