@@ -516,8 +516,12 @@ impl Build<'_> {
     }
 
     fn layer_key_fields(&self) -> serde_json::Value {
+        // `encoding` names the encoder's output format: when it changes
+        // (gzip became chunked in v2), cached layers of the old format miss,
+        // so every machine makes the same bytes for the same inputs.
         serde_json::json!({
             "compression": self.opts.layer.compression.name(),
+            "encoding": 2,
             "level": self.opts.layer.level,
             "mtime": self.mtime(),
         })
