@@ -483,8 +483,7 @@ impl Build<'_> {
         match &step.kind {
             StepKind::Config(ConfigChange::Workdir(dir)) => {
                 apply(&mut state.config, &ConfigChange::Workdir(dir.clone()));
-                let exists = state.lower(self.store, &self.snapshots)?.is_dir(dir);
-                if exists || normalise(dir).is_empty() {
+                if normalise(dir).is_empty() {
                     state
                         .config
                         .push_empty_layer(self.history(step, self.metadata_time(state)));
@@ -602,9 +601,31 @@ impl Build<'_> {
     ) -> Result<bool, EngineError> {
         let json = serde_json::json!({ "workdir": dir, "user": state.config.config.as_ref().and_then(|c| c.user.clone()), "layer": self.layer_key_fields() });
         let key = CacheKey::step(state.key, &Self::platform(stage), &json, &BTreeMap::new());
+        // An existing directory needs no layer, only history. Whether it
+        // exists is a function of the parent key, so the answer is cached
+        // too (a record without a layer): a no-op rebuild then never
+        // reads the stage's files.
+        let metadata_only = |state: &mut StageState| {
+            state
+                .config
+                .push_empty_layer(self.history(step, self.metadata_time(state)));
+            Ok(false)
+        };
         if let Some(record) = self.lookup(&key, no_cache) {
+            if record.layer.is_none() {
+                return metadata_only(state);
+            }
             self.reuse(step, state, record);
             return Ok(true);
+        }
+        if state.lower(self.store, &self.snapshots)?.is_dir(dir) {
+            // Only a cache: failing to store the answer costs time later.
+            let _ = self.cache.put(&CacheRecord {
+                key,
+                layer: None,
+                created: self.created(),
+            });
+            return metadata_only(state);
         }
         let owner = self.user_owner(state)?;
         let lower = state.lower(self.store, &self.snapshots)?;
