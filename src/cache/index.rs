@@ -74,8 +74,12 @@ impl CacheIndex {
         };
         let parent = path.parent().unwrap_or(&self.dir);
         fs::create_dir_all(parent).map_err(err)?;
+        // Unique per process and call: stages built side by side may store
+        // the same key at the same time.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = parent.join(format!(
-            ".tmp-{}-{}",
+            ".tmp-{}-{n}-{}",
             std::process::id(),
             record.key.digest().hex()
         ));

@@ -174,6 +174,9 @@ pub struct BuildArgs {
         default_value = "runc"
     )]
     pub runtime: String,
+    /// How many independent stages build at once (default: one per CPU).
+    #[arg(short = 'j', long, value_name = "N", env = "IMGB_JOBS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     /// Print only the image id.
     #[arg(short, long)]
     pub quiet: bool,
@@ -215,6 +218,9 @@ pub struct PullArgs {
     /// Platform to pick from a multi-platform image (`os/arch[/variant]`).
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Only download: do not unpack the layers for RUN.
+    #[arg(long)]
+    pub no_unpack: bool,
     #[command(flatten)]
     pub registry: RegistryFlags,
 }

@@ -134,6 +134,7 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
             .map_err(|e: String| Failure::Usage(anyhow!("IMGB_SNAPSHOTTER: {e}")))?,
         secrets: secrets(&args.secrets)?,
         network: network(args.network.as_deref())?,
+        jobs: args.jobs.map_or(0, usize::from),
     };
     let output = engine::build(&plan, &context, &store, &bases, &engine_opts, &*printer)
         .map_err(|f| step_failure(&dockerfile_name, &text, &plan, f))?;

@@ -199,12 +199,12 @@ impl Printer {
 
     /// A line a RUN step printed, under the step's number (BuildKit's plain
     /// format `#N line`); a `{"type":"output"}` event in rawjson.
-    fn output(&self, line: &str) {
+    fn output(&self, stage: &str, index: usize, line: &str) {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Stages run side by side: the line belongs to its own step's id.
         let id = state
-            .running
-            .keys()
-            .next_back()
+            .ids
+            .get(&(stage.to_string(), index))
             .copied()
             .unwrap_or(state.counter);
         match (self.mode, &state.live) {
@@ -449,7 +449,7 @@ impl Reporter for Printer {
         match event {
             // Plan warnings: shown even with -q, as before.
             Event::Message(text) => self.message(text),
-            Event::Output(line) => self.output(line),
+            Event::Output { stage, index, line } => self.output(stage, index, line),
             Event::Step {
                 stage,
                 index,

@@ -115,6 +115,16 @@ pub fn pull(state: &Path, args: PullArgs) -> Result<(), Failure> {
         "pulled {} ({platform}): {} blob(s) fetched ({} bytes), {} already present",
         image.reference, stats.fetched, stats.bytes_fetched, stats.present
     );
+    // Like `docker pull`, make the image ready to run: its layers are
+    // unpacked once into the snapshot area, where RUN and the engine's
+    // filesystem view find them (derived data: `imgb prune` removes it).
+    if !args.no_unpack {
+        use crate::engine::snapshots::{Lower, Snapshots};
+        let lower = Lower::new(&image.config.rootfs.diff_ids, &image.manifest.layers);
+        Snapshots::new(state)
+            .layers(&store, &lower)
+            .map_err(|e| Failure::User(anyhow::anyhow!("unpacking {}: {e}", image.reference)))?;
+    }
     if image.root_digest != image.manifest_digest {
         eprintln!("index digest: {}", image.root_digest);
     }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use crate::digest::{Hasher, HashingReader, Sha256Digest};
@@ -29,6 +29,44 @@ pub struct HashIndex {
 /// Entries kept in the index file at most.
 const INDEX_CAP: usize = 500_000;
 
+/// The first bytes of an index file (its format version).
+const INDEX_MAGIC: &[u8] = b"imgb-hash-index/2\n";
+
+/// One record: dev, ino, size (u64 LE), mtime, ctime (i128 LE ns), digest.
+const RECORD: usize = 8 * 3 + 16 * 2 + 32;
+
+fn encode(stat: &FileStat, digest: &Sha256Digest, out: &mut Vec<u8>) {
+    out.extend_from_slice(&stat.dev.to_le_bytes());
+    out.extend_from_slice(&stat.ino.to_le_bytes());
+    out.extend_from_slice(&stat.size.to_le_bytes());
+    out.extend_from_slice(&stat.mtime_ns.to_le_bytes());
+    out.extend_from_slice(&stat.ctime_ns.to_le_bytes());
+    out.extend_from_slice(digest.as_bytes());
+}
+
+fn decode(record: &[u8]) -> (FileStat, Sha256Digest) {
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&record[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let i128_at = |at: usize| {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&record[at..at + 16]);
+        i128::from_le_bytes(b)
+    };
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(&record[56..88]);
+    let stat = FileStat {
+        dev: u64_at(0),
+        ino: u64_at(8),
+        size: u64_at(16),
+        mtime_ns: i128_at(24),
+        ctime_ns: i128_at(40),
+    };
+    (stat, Sha256Digest::from_bytes(digest))
+}
+
 impl HashIndex {
     pub fn new() -> Self {
         Self::default()
@@ -38,64 +76,59 @@ impl HashIndex {
     /// (it is only a cache).
     pub fn load(path: &Path) -> Self {
         let mut index = HashIndex::new();
-        let Ok(file) = fs::File::open(path) else {
+        let Ok(bytes) = fs::read(path) else {
             return index;
         };
-        for line in io::BufReader::new(file).lines() {
-            let Ok(line) = line else { break };
-            let fields: Vec<&str> = line.split(' ').collect();
-            let [dev, ino, size, mtime, ctime, digest] = fields[..] else {
-                continue;
-            };
-            let parsed = (|| {
-                let stat = FileStat {
-                    dev: dev.parse().ok()?,
-                    ino: ino.parse().ok()?,
-                    size: size.parse().ok()?,
-                    mtime_ns: mtime.parse().ok()?,
-                    ctime_ns: ctime.parse().ok()?,
-                };
-                Some((stat, Sha256Digest::from_hex(digest).ok()?))
-            })();
-            if let Some((stat, digest)) = parsed {
-                index.known.insert(stat, digest);
-            }
+        let Some(records) = bytes.strip_prefix(INDEX_MAGIC) else {
+            return index;
+        };
+        if records.len() % RECORD != 0 {
+            return index;
+        }
+        index.known.reserve(records.len() / RECORD);
+        for record in records.chunks_exact(RECORD) {
+            let (stat, digest) = decode(record);
+            index.known.insert(stat, digest);
         }
         index
     }
 
     /// Writes the index atomically (temp file + rename): entries used in
-    /// this run first, then older ones up to a cap.
+    /// this run first, then older ones up to a cap. Fixed-size binary
+    /// records: an index of a large context loads in a few milliseconds.
     pub fn save(&self, path: &Path) -> io::Result<()> {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         let result = (|| {
-            let mut out = io::BufWriter::new(fs::File::create(&tmp)?);
             let older = self
                 .known
                 .iter()
                 .filter(|(stat, _)| !self.used.contains_key(stat));
+            let count = (self.used.len() + self.known.len()).min(INDEX_CAP);
+            let mut bytes = Vec::with_capacity(INDEX_MAGIC.len() + count * RECORD);
+            bytes.extend_from_slice(INDEX_MAGIC);
             for (stat, digest) in self.used.iter().chain(older).take(INDEX_CAP) {
-                writeln!(
-                    out,
-                    "{} {} {} {} {} {}",
-                    stat.dev,
-                    stat.ino,
-                    stat.size,
-                    stat.mtime_ns,
-                    stat.ctime_ns,
-                    digest.hex()
-                )?;
+                encode(stat, digest, &mut bytes);
             }
-            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
             fs::rename(&tmp, path)
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// The digest of a file whose identity is `stat`, when the index knows
+    /// it (then it is kept in the next saved index).
+    pub fn known(&mut self, stat: FileStat) -> Option<Sha256Digest> {
+        let digest = *self.known.get(&stat).or_else(|| self.used.get(&stat))?;
+        self.used.insert(stat, digest);
+        Some(digest)
     }
 
     /// The content digest of the file at `abs` whose identity is `stat`.
@@ -120,27 +153,44 @@ pub fn checksum(
     entries: &[Entry],
     index: &mut HashIndex,
 ) -> io::Result<Sha256Digest> {
+    use std::fmt::Write as _;
     let mut hasher = Hasher::new();
     hasher.update(b"imgb-context-checksum/v1\n");
+    // One reused buffer: a large context has tens of thousands of entries.
+    let mut line = String::with_capacity(256);
     for entry in entries {
+        line.clear();
         // One line per entry; the path is length-prefixed so no name can
         // forge another entry's line.
-        let line = match &entry.kind {
-            EntryKind::Dir => format!("dir {:o} {}:{}\n", entry.mode, entry.rel.len(), entry.rel),
-            EntryKind::Symlink { target } => format!(
-                "symlink {}:{} {}:{}\n",
+        let _ = match &entry.kind {
+            EntryKind::Dir => writeln!(
+                line,
+                "dir {:o} {}:{}",
+                entry.mode,
+                entry.rel.len(),
+                entry.rel
+            ),
+            EntryKind::Symlink { target } => writeln!(
+                line,
+                "symlink {}:{} {}:{}",
                 entry.rel.len(),
                 entry.rel,
                 target.len(),
                 target
             ),
             EntryKind::File => {
-                let digest = index.content_digest(&context.abs(&entry.context_path), entry.stat)?;
-                format!(
-                    "file {:o} {} {} {}:{}\n",
+                let digest = match index.known(entry.stat) {
+                    Some(digest) => digest,
+                    None => index.content_digest(&context.abs(&entry.context_path), entry.stat)?,
+                };
+                let mut hex = [0u8; 64];
+                let _ = hex::encode_to_slice(digest.as_bytes(), &mut hex);
+                writeln!(
+                    line,
+                    "file {:o} {} {} {}:{}",
                     entry.mode,
                     entry.size,
-                    digest.hex(),
+                    std::str::from_utf8(&hex).unwrap_or_default(),
                     entry.rel.len(),
                     entry.rel
                 )

@@ -428,7 +428,9 @@ impl BuildContext {
             let rel = join(rel_dir, &name);
             let excluded = self.ignore.is_excluded(&context_path);
             let abs = child.path();
-            let meta = fs::symlink_metadata(&abs).map_err(io(&abs))?;
+            // lstat relative to the open directory (fstatat): no walk of
+            // the whole path per file, which counts in large contexts.
+            let meta = child.metadata().map_err(io(&abs))?;
             let file_type = meta.file_type();
             if file_type.is_dir() {
                 if excluded && !self.ignore.has_exceptions() {

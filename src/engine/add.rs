@@ -97,13 +97,15 @@ pub struct Staging {
 
 impl Staging {
     pub fn new(home: &Path) -> Result<Staging, AddError> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let dir = home
             .join("tmp")
-            .join(format!("add-{}-{stamp}", std::process::id()));
+            .join(format!("add-{}-{stamp}-{n}", std::process::id()));
         fs::create_dir_all(&dir).map_err(|source| AddError::Io {
             path: dir.clone(),
             source,

@@ -242,13 +242,17 @@ impl Executor for Runc {
         drop(cmd);
         // A watcher kills the container when the build is cancelled (a
         // container's init ignores SIGINT, so Ctrl-C alone does not stop it).
-        let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The watcher waits on a channel, so that the end of the run wakes
+        // it at once (a sleeping poll would delay every RUN).
+        let (finished, done) = std::sync::mpsc::channel::<()>();
         let watcher = {
-            let (finished, cancel) = (finished.clone(), self.cancel.clone());
+            let cancel = self.cancel.clone();
             let (binary, state, id) = (self.binary.clone(), self.state.clone(), id.clone());
             std::thread::spawn(move || {
                 use std::sync::atomic::Ordering::SeqCst;
-                while !finished.load(SeqCst) {
+                use std::sync::mpsc::RecvTimeoutError;
+                let mut wait = std::time::Duration::from_millis(50);
+                while let Err(RecvTimeoutError::Timeout) = done.recv_timeout(wait) {
                     if cancel.load(SeqCst) {
                         let _ = Command::new(&binary)
                             .arg("--root")
@@ -257,10 +261,8 @@ impl Executor for Runc {
                             .stdout(Stdio::null())
                             .stderr(Stdio::null())
                             .status();
-                        std::thread::sleep(std::time::Duration::from_millis(200));
-                        continue;
+                        wait = std::time::Duration::from_millis(200);
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
                 }
             })
         };
@@ -279,7 +281,7 @@ impl Executor for Runc {
             }
         }
         let status = child.wait().map_err(io(&self.binary));
-        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(finished);
         let _ = watcher.join();
         let status = status?;
         let exit_code = match status.code() {

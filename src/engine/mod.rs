@@ -8,13 +8,18 @@
 
 pub mod add;
 pub mod archive;
+mod cachemount;
 pub mod copy;
+pub mod copydiff;
 pub mod executor;
+pub mod lowerdirs;
 pub mod lowerfs;
 pub mod mounts;
 pub mod owner;
 pub mod run;
+mod schedule;
 pub mod snapshot;
+pub mod snapshots;
 pub mod time;
 
 mod stage;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::digest::Sha256Digest;
 use crate::plan::{MountType, RunStep};
 
+use super::cachemount::{self, CacheDir, Seed};
 use super::executor::MountSpec;
 use super::run::RunContext;
 use super::snapshot::{copy_tree, Stub};
@@ -24,6 +25,9 @@ pub struct Prepared {
     pub mounts: Vec<MountSpec>,
     /// The process environment (with secrets exposed as variables).
     pub env: Vec<String>,
+    /// Cache directories in use: `locked` and `private` ones stay locked
+    /// until this is dropped, after the run.
+    pub caches: Vec<CacheDir>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
@@ -56,6 +60,7 @@ pub fn prepare(cx: &RunContext<'_>, run: &RunStep, files: &Path) -> Result<Prepa
         },
     ];
     let mut mounts = Vec::new();
+    let mut caches = Vec::new();
     let mut env: Vec<String> = run.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push(DEFAULT_PATH.to_string());
@@ -78,20 +83,31 @@ pub fn prepare(cx: &RunContext<'_>, run: &RunStep, files: &Path) -> Result<Prepa
         match mount.kind {
             MountType::Cache => {
                 let id = mount.id.clone().unwrap_or_else(|| target.clone());
-                let dir = cx.home.join("cache-mounts").join(safe_name(&id));
-                if !dir.is_dir() {
-                    fs::create_dir_all(&dir).map_err(io(&dir))?;
-                    let mode = mount.mode.unwrap_or(0o755);
-                    fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
-                        .map_err(io(&dir))?;
-                    std::os::unix::fs::chown(&dir, mount.uid.or(Some(0)), mount.gid.or(Some(0)))
-                        .map_err(io(&dir))?;
+                // A cache seeded `from=` a stage, image or the context is
+                // its own cache per source (BuildKit keys it by the source
+                // too): the same id with another source starts afresh.
+                let from = match cx.sources.get(i).cloned().flatten() {
+                    Some(root) => Some(inside(&root, mount.source.as_deref().unwrap_or("/"))?),
+                    None => None,
+                };
+                let mut name = safe_name(&id);
+                if let Some(Some(key)) = cx.source_keys.get(i) {
+                    name = format!("{name}-from-{}", &key.hex()[..16]);
                 }
+                let seed = Seed {
+                    from: from.as_deref(),
+                    mode: mount.mode.unwrap_or(0o755),
+                    uid: mount.uid.unwrap_or(0),
+                    gid: mount.gid.unwrap_or(0),
+                };
+                let dir =
+                    cachemount::acquire(&cx.home.join("cache-mounts"), &name, mount.sharing, seed)?;
                 stubs.push(Stub {
                     path: rel,
                     dir: true,
                 });
-                mounts.push(MountSpec::bind(&dir, &target, false));
+                mounts.push(MountSpec::bind(&dir.path, &target, false));
+                caches.push(dir);
             }
             MountType::Tmpfs => {
                 let mut options = vec!["nosuid".to_string(), "nodev".to_string()];
@@ -195,7 +211,12 @@ pub fn prepare(cx: &RunContext<'_>, run: &RunStep, files: &Path) -> Result<Prepa
         mounts.push(MountSpec::bind(&pipes, "/dev/pipes", true));
     }
 
-    Ok(Prepared { stubs, mounts, env })
+    Ok(Prepared {
+        stubs,
+        mounts,
+        env,
+        caches,
+    })
 }
 
 /// A name safe as one path component: the id itself when it is plain,

@@ -11,13 +11,15 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::digest::Sha256Digest;
 use crate::layer::{Layer, LayerOptions};
 use crate::plan::{NetworkMode, RunStep, SecurityMode};
 use crate::store::ContentStore;
 
 use super::executor::{Executor, RunRequest};
-use super::mounts::{self, inside, Prepared};
+use super::mounts::{self, Prepared};
 use super::snapshot::{ensure_dir, Snapshot, SnapshotterKind};
+use super::snapshots::{Lookup, Lower, Snapshots};
 use super::EngineError;
 
 /// The default PATH when the image sets none (as Docker's).
@@ -166,11 +168,26 @@ pub fn resolve_user(
     }
 }
 
-/// A small text file of an unpacked rootfs (`etc/passwd`), `None` when it
-/// is missing or resolves outside the root.
-pub fn read_in_root(root: &Path, rel: &str) -> Option<String> {
-    let path = inside(root, rel).ok()?;
-    fs::read_to_string(path).ok()
+/// The content of `/etc/passwd` and `/etc/group`, where they exist.
+pub type AccountFiles = (Option<String>, Option<String>);
+
+/// The stage's `/etc/passwd` and `/etc/group` for USER, read from its layer
+/// dirs (see `Snapshots::read_file`); `None` when a symlink is involved or
+/// the layers cannot be unpacked in overlay's format (a hard link to a lower
+/// layer's file): the caller then reads them from the layers' tars.
+pub fn account_files(home: &Path, store: &ContentStore, lower: &Lower) -> Option<AccountFiles> {
+    let snapshots = Snapshots::new(home);
+    let mut out = Vec::new();
+    for path in ["etc/passwd", "etc/group"] {
+        out.push(match snapshots.read_file(store, lower, path).ok()? {
+            Lookup::Content(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+            Lookup::Missing => None,
+            Lookup::Symlink => return None,
+        });
+    }
+    let group = out.pop().flatten();
+    let passwd = out.pop().flatten();
+    Some((passwd, group))
 }
 
 /// What one RUN needs from the build.
@@ -182,12 +199,16 @@ pub struct RunContext<'a> {
     pub layer: &'a LayerOptions,
     pub secrets: &'a BTreeMap<String, Secret>,
     pub network: NetworkMode,
-    /// The stage's unpacked rootfs.
-    pub lower: &'a Path,
+    /// The stage's layers (unpacked on demand under `home`'s snapshots).
+    pub lower: Lower,
     pub user: User,
     /// For each mount of the step: the root its `source` is taken from
     /// (context, stage or image rootfs), where it has one.
     pub sources: Vec<Option<PathBuf>>,
+    /// For each mount: the identity of that source's content (a stage's
+    /// cache key, an image's manifest digest, the selected context files'
+    /// checksum), where it has one.
+    pub source_keys: Vec<Option<Sha256Digest>>,
 }
 
 /// The command as shown in errors.
@@ -259,8 +280,21 @@ fn execute_in(
         fs::create_dir_all(d).map_err(io(d))?;
     }
     fs::set_permissions(&files, fs::Permissions::from_mode(0o700)).map_err(io(&files))?;
-    let Prepared { stubs, mounts, env } = mounts::prepare(cx, run, &files)?;
-    let snapshot = Snapshot::prepare(cx.snapshotter, cx.lower, &scratch.join("snap"), &stubs)?;
+    // `_caches` holds cache-mount locks until the run is over.
+    let Prepared {
+        stubs,
+        mounts,
+        env,
+        caches: _caches,
+    } = mounts::prepare(cx, run, &files)?;
+    let snapshot = Snapshot::prepare(
+        cx.snapshotter,
+        &Snapshots::new(cx.home),
+        cx.store,
+        &cx.lower,
+        &scratch.join("snap"),
+        &stubs,
+    )?;
     // Docker compatibility: a missing working directory is created.
     // Only through real directories: a symlink in the path is resolved by
     // the runtime inside the container, never here on the host.

@@ -1,32 +1,42 @@
 //! Snapshots for RUN: a writable root filesystem on top of a stage's
-//! unpacked rootfs, and the layer of what the command changed.
+//! layers, and the layer of what the command changed.
 //!
 //! Two snapshotters give the same layer for the same changes:
-//! - `overlay`: an overlayfs mount (`lowerdir=ROOTFS:STUBS`, a fresh
-//!   upperdir); the layer is read straight from the upper dir (whiteout
-//!   devices and opaque xattrs become `.wh.` entries).
-//! - `copy`: a full copy of the rootfs; after the run the copy is pruned in
-//!   place to what differs from the rootfs, with whiteout devices for
-//!   deletions, so it has exactly the shape of an overlay upper dir and goes
-//!   through the same layer writer.
+//! - `overlay`: an overlayfs mount of the stage's layer dirs (see
+//!   `snapshots`: `lowerdir=layerN:...:layer1:STUBS`, a fresh upperdir); the
+//!   layer is read straight from the upper dir (whiteout devices and opaque
+//!   xattrs become `.wh.` entries), and the upper dir then becomes the new
+//!   layer's dir by a rename. Nothing of the rootfs is copied: the cost is
+//!   what the command changed.
+//! - `copy`: a full copy of the stage's merged rootfs; after the run the copy
+//!   is pruned in place to what differs from the rootfs, with whiteout
+//!   devices for deletions, so it has exactly the shape of an overlay upper
+//!   dir and goes through the same layer writer.
+//!
+//! Deep stacks mount too: see `lowerdirs` (short lowerdir names, and the
+//! bottom flattened past a page of mount options). The copy snapshotter's
+//! pruning is in `copydiff`.
 //!
 //! Mount points the runtime needs (`/proc`, `/etc/hosts`, mount targets)
-//! are "stubs": with overlay they live in a second, lower lowerdir, so they
-//! never reach the upper dir; with copy they are created before the run and
+//! are "stubs": with overlay they live in the lowest lowerdir, so they never
+//! reach the upper dir; with copy they are created before the run and
 //! removed after it. Either way they are left out of the layer, as
-//! BuildKit's mount-stub cleaner does.
+//! BuildKit's mount-stub cleaner does. (The stubs are the lowest layer, not
+//! the top: as the top they would give `/etc` their own mode and mtime in
+//! the merged view, and a copy-up under `/etc` would put those in the layer.)
 
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rustix::fs::{FileType, Mode, Timespec, Timestamps, UTIME_OMIT};
+use rustix::fs::Timespec;
 
 use crate::layer::{Layer, LayerOptions, LayerWriter, TreeOptions};
 use crate::store::ContentStore;
 
+use super::copydiff::{mtime, prune, set_mtime};
+use super::snapshots::{Lower, Snapshots};
 use super::EngineError;
 
 /// Which snapshotter to use.
@@ -82,7 +92,11 @@ struct Created {
 /// A prepared root filesystem; unmounted and deleted on drop.
 pub struct Snapshot {
     dir: PathBuf,
-    lower: PathBuf,
+    snapshots: Snapshots,
+    /// The stage's layers.
+    lower: Lower,
+    /// The merged rootfs the copy snapshotter copied.
+    merged: Option<PathBuf>,
     active: Active,
     mounted: bool,
 }
@@ -93,18 +107,23 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
 }
 
 impl Snapshot {
-    /// A writable view of `lower` in the fresh directory `dir` (removed on
-    /// drop), with `stubs` present as mount points.
+    /// A writable view of the layers `lower` (their dirs in `snapshots`) in
+    /// the fresh directory `dir` (removed on drop), with `stubs` present as
+    /// mount points.
     pub fn prepare(
         kind: SnapshotterKind,
-        lower: &Path,
+        snapshots: &Snapshots,
+        store: &ContentStore,
+        lower: &Lower,
         dir: &Path,
         stubs: &[Stub],
     ) -> Result<Snapshot, EngineError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let mut snapshot = Snapshot {
             dir: dir.to_path_buf(),
-            lower: lower.to_path_buf(),
+            snapshots: snapshots.clone(),
+            lower: lower.clone(),
+            merged: None,
             active: Active::Copy {
                 root: dir.join("root"),
                 created: Vec::new(),
@@ -112,13 +131,13 @@ impl Snapshot {
             mounted: false,
         };
         if kind != SnapshotterKind::Copy {
-            match snapshot.mount_overlay(stubs) {
+            match snapshot.mount_overlay(store, stubs) {
                 Ok(()) => return Ok(snapshot),
                 Err(e) if kind == SnapshotterKind::Overlay => return Err(e),
                 Err(_) => {}
             }
         }
-        snapshot.copy(stubs)?;
+        snapshot.copy(store, stubs)?;
         Ok(snapshot)
     }
 
@@ -138,7 +157,7 @@ impl Snapshot {
         }
     }
 
-    fn mount_overlay(&mut self, stubs: &[Stub]) -> Result<(), EngineError> {
+    fn mount_overlay(&mut self, store: &ContentStore, stubs: &[Stub]) -> Result<(), EngineError> {
         let stub_dir = self.dir.join("stubs");
         let upper = self.dir.join("upper");
         let work = self.dir.join("work");
@@ -149,42 +168,25 @@ impl Snapshot {
         for stub in stubs {
             make_stub(&stub_dir, stub)?;
         }
-        for p in [&self.lower, &stub_dir, &upper, &work] {
-            let s = p.to_string_lossy();
-            if s.contains([',', ':']) {
-                return Err(EngineError::Snapshot {
-                    reason: format!("overlay cannot use the path {s:?} (it has ',' or ':')"),
-                });
-            }
-        }
-        let data = format!(
-            "lowerdir={}:{},upperdir={},workdir={}",
-            self.lower.display(),
-            stub_dir.display(),
-            upper.display(),
-            work.display()
-        );
-        let data = CString::new(data).map_err(|e| EngineError::Snapshot {
-            reason: e.to_string(),
-        })?;
-        rustix::mount::mount(
-            "overlay",
+        super::lowerdirs::mount(
+            &self.snapshots,
+            store,
+            &self.lower,
+            &stub_dir,
+            &upper,
+            &work,
             &merged,
-            "overlay",
-            rustix::mount::MountFlags::empty(),
-            data.as_c_str(),
-        )
-        .map_err(|e| EngineError::Snapshot {
-            reason: format!("mounting overlay at {}: {e}", merged.display()),
-        })?;
+        )?;
         self.mounted = true;
         self.active = Active::Overlay { merged, upper };
         Ok(())
     }
 
-    fn copy(&mut self, stubs: &[Stub]) -> Result<(), EngineError> {
+    fn copy(&mut self, store: &ContentStore, stubs: &[Stub]) -> Result<(), EngineError> {
         let root = self.dir.join("root");
-        copy_tree(&self.lower, &root)?;
+        let merged = self.snapshots.merged(store, &self.lower)?;
+        copy_tree(&merged, &root)?;
+        self.merged = Some(merged);
         let mut created = Vec::new();
         for stub in stubs {
             // The first missing component is what we create (and remove).
@@ -246,7 +248,7 @@ impl Snapshot {
                         set_mtime(&c.parent, c.before)?;
                     }
                 }
-                prune(Some(&self.lower), root)?;
+                prune(self.merged.as_deref(), root)?;
                 root.clone()
             }
         };
@@ -258,7 +260,11 @@ impl Snapshot {
                 ..TreeOptions::default()
             },
         )?;
-        Ok(writer.finish()?)
+        let layer = writer.finish()?;
+        // The upper dir is the new layer's dir: a later RUN mounts it as is.
+        self.snapshots
+            .adopt(&self.lower.chain_with(&layer.diff_id), &upper);
+        Ok(layer)
     }
 }
 
@@ -311,133 +317,6 @@ fn make_stub(root: &Path, stub: &Stub) -> Result<(), EngineError> {
     Ok(())
 }
 
-fn mtime(path: &Path) -> Result<Timespec, EngineError> {
-    let meta = fs::symlink_metadata(path).map_err(io(path))?;
-    Ok(Timespec {
-        tv_sec: meta.mtime(),
-        tv_nsec: meta.mtime_nsec() as _,
-    })
-}
-
-fn set_mtime(path: &Path, time: Timespec) -> Result<(), EngineError> {
-    let times = Timestamps {
-        last_access: Timespec {
-            tv_sec: 0,
-            tv_nsec: UTIME_OMIT,
-        },
-        last_modification: time,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        path,
-        &times,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| io(path)(e.into()))
-}
-
-/// Whether a non-directory is unchanged: type, permissions, owner, size,
-/// mtime (to the nanosecond), link target or device number.
-fn same_entry(old: &Path, new: &Path, a: &fs::Metadata, b: &fs::Metadata) -> bool {
-    if a.file_type() != b.file_type()
-        || a.mode() != b.mode()
-        || a.uid() != b.uid()
-        || a.gid() != b.gid()
-        || a.size() != b.size()
-        || a.mtime() != b.mtime()
-        || a.mtime_nsec() != b.mtime_nsec()
-        || a.rdev() != b.rdev()
-    {
-        return false;
-    }
-    if a.file_type().is_symlink() {
-        return fs::read_link(old).ok() == fs::read_link(new).ok();
-    }
-    true
-}
-
-/// Prunes directory `new` to what differs from `old` (`None`: all of it is
-/// new), adding 0/0 character devices for deleted entries, as an overlay
-/// upper dir has them. Returns whether anything is left in `new`.
-fn prune(old: Option<&Path>, new: &Path) -> Result<bool, EngineError> {
-    let dir_time = mtime(new)?;
-    let mut kept = false;
-    let mut names: Vec<_> = fs::read_dir(new)
-        .map_err(io(new))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()
-        .map_err(io(new))?;
-    names.sort();
-    for name in &names {
-        let n = new.join(name);
-        let nm = fs::symlink_metadata(&n).map_err(io(&n))?;
-        let o = old.map(|d| d.join(name));
-        let om = o.as_ref().and_then(|o| fs::symlink_metadata(o).ok());
-        match (&om, nm.is_dir()) {
-            (Some(om), true) if om.is_dir() => {
-                let changed = om.mode() != nm.mode()
-                    || om.uid() != nm.uid()
-                    || om.gid() != nm.gid()
-                    || om.mtime() != nm.mtime()
-                    || om.mtime_nsec() != nm.mtime_nsec();
-                let inner = prune(o.as_deref(), &n)?;
-                if changed || inner {
-                    kept = true;
-                } else {
-                    fs::remove_dir(&n).map_err(io(&n))?;
-                }
-            }
-            (Some(_), true) => {
-                // A directory where a lower non-directory was: overlay
-                // marks such a directory opaque.
-                rustix::fs::lsetxattr(
-                    &n,
-                    "trusted.overlay.opaque",
-                    b"y",
-                    rustix::fs::XattrFlags::empty(),
-                )
-                .map_err(|e| io(&n)(e.into()))?;
-                kept = true;
-            }
-            (None, _) => kept = true,
-            (Some(om), false) => {
-                if let Some(o) = &o {
-                    if same_entry(o, &n, om, &nm) {
-                        fs::remove_file(&n).map_err(io(&n))?;
-                        continue;
-                    }
-                }
-                kept = true;
-            }
-        }
-    }
-    if let Some(old) = old {
-        let mut gone: Vec<_> = fs::read_dir(old)
-            .map_err(io(old))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(io(old))?;
-        gone.sort();
-        for name in gone {
-            let n = new.join(&name);
-            if fs::symlink_metadata(&n).is_ok() || names.contains(&name) {
-                continue;
-            }
-            rustix::fs::mknodat(
-                rustix::fs::CWD,
-                &n,
-                FileType::CharacterDevice,
-                Mode::from_raw_mode(0),
-                0,
-            )
-            .map_err(|e| io(&n)(e.into()))?;
-            kept = true;
-        }
-    }
-    set_mtime(new, dir_time)?;
-    Ok(kept)
-}
-
 /// Makes `path` and its parents, 0755.
 pub fn ensure_dir(path: &Path) -> Result<(), EngineError> {
     if !path.is_dir() {
@@ -484,8 +363,28 @@ mod tests {
             source_date_epoch: Some(1_700_000_000),
             ..LayerOptions::default()
         };
-        let layer = |kind| {
-            let snap = Snapshot::prepare(kind, &lower, &dir.path().join("snap"), &stubs).unwrap();
+        let mut writer = LayerWriter::new(&store, &opts).unwrap();
+        writer.append_tree(&lower, &TreeOptions::default()).unwrap();
+        let base = writer.finish().unwrap();
+        let stack = Lower::new(
+            &[base.diff_id],
+            &[crate::image::Descriptor::new(
+                &base.media_type,
+                base.digest,
+                base.size,
+            )],
+        );
+        let layer = |kind, home: &Path| {
+            let snaps = Snapshots::new(home);
+            let snap = Snapshot::prepare(
+                kind,
+                &snaps,
+                &store,
+                &stack,
+                &dir.path().join("snap"),
+                &stubs,
+            )
+            .unwrap();
             assert_eq!(snap.kind(), kind);
             let root = snap.root().to_path_buf();
             assert!(root.join("proc").is_dir() && root.join("etc/hosts").is_file());
@@ -501,9 +400,19 @@ mod tests {
             assert!(!dir.path().join("snap").exists(), "the snapshot is removed");
             layer
         };
-        let overlay = layer(SnapshotterKind::Overlay);
-        let copy = layer(SnapshotterKind::Copy);
+        let overlay = layer(SnapshotterKind::Overlay, &dir.path().join("home1"));
+        let copy = layer(SnapshotterKind::Copy, &dir.path().join("home2"));
         assert_eq!(overlay.diff_id, copy.diff_id);
+        // Both diffs became the new layer's dir, in the same format.
+        for home in ["home1", "home2"] {
+            let adopted = dir
+                .path()
+                .join(home)
+                .join("snapshots/layers")
+                .join(stack.chain_with(&copy.diff_id).digest().hex());
+            assert_eq!(fs::read(adopted.join("added")).unwrap(), b"a", "{home}");
+            assert!(!adopted.join("proc").exists(), "stubs stay out ({home})");
+        }
 
         let blob = store.open_blob(&copy.digest).unwrap();
         let mut archive = tar::Archive::new(crate::layer::decompressed(blob).unwrap());
@@ -525,5 +434,49 @@ mod tests {
                 "tmp/",
             ]
         );
+    }
+
+    /// A layer overlay cannot hold on its own (a hard link to a file of a
+    /// lower layer) makes `auto` use the copy snapshotter.
+    #[test]
+    fn auto_falls_back_to_copy_when_a_layer_dir_cannot_be_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(&dir.path().join("store")).unwrap();
+        let tar = |entries: &[(&str, tar::EntryType, &[u8])]| {
+            let mut builder = tar::Builder::new(Vec::new());
+            for (path, kind, data) in entries {
+                let mut header = tar::Header::new_ustar();
+                header.set_entry_type(*kind);
+                header.set_mode(0o644);
+                header.set_uid(0);
+                header.set_gid(0);
+                header.set_mtime(0);
+                header.set_size(data.len() as u64);
+                header.set_path(path).unwrap();
+                if kind.is_hard_link() {
+                    header.set_link_name("f").unwrap();
+                }
+                header.set_cksum();
+                builder.append(&header, *data).unwrap();
+            }
+            store
+                .put_bytes(&builder.into_inner().unwrap())
+                .unwrap()
+                .digest
+        };
+        let l1 = tar(&[("f", tar::EntryType::Regular, b"f")]);
+        let l2 = tar(&[("h", tar::EntryType::Link, b"")]);
+        let descriptors: Vec<_> = [l1, l2]
+            .iter()
+            .map(|d| crate::image::Descriptor::new("application/vnd.oci.image.layer.v1.tar", *d, 0))
+            .collect();
+        let stack = Lower::new(&[l1, l2], &descriptors);
+        let snaps = Snapshots::new(dir.path());
+        let prepare =
+            |kind| Snapshot::prepare(kind, &snaps, &store, &stack, &dir.path().join("snap"), &[]);
+        assert!(prepare(SnapshotterKind::Overlay).is_err());
+        let snap = prepare(SnapshotterKind::Auto).unwrap();
+        assert_eq!(snap.kind(), SnapshotterKind::Copy);
+        assert_eq!(fs::read(snap.root().join("h")).unwrap(), b"f");
     }
 }

@@ -2,14 +2,16 @@
 //! layers, cache key, filesystem view), the cache, and the steps.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::cache::{CacheIndex, CacheKey, CacheRecord, CachedLayer};
 use crate::context::{checksum, BuildContext, HashIndex};
 use crate::digest::Sha256Digest;
 use crate::image::{ChainId, Descriptor, History, ImageConfig};
-use crate::layer::{unpack_layer, Layer, LayerOptions};
+use crate::layer::{Layer, LayerOptions};
 use crate::plan::{
     apply, Base, BuildPlan, ConfigChange, CopyFrom, CopyStep, NetworkMode, RunStep, StagePlan,
     Step, StepKind,
@@ -21,7 +23,9 @@ use super::copy::{self, CopySpec};
 use super::lowerfs::{normalise, LowerFs};
 use super::owner::{resolve_chown, Chmod, Owner};
 use super::run::{self, Secret};
+use super::schedule;
 use super::snapshot::SnapshotterKind;
+use super::snapshots::Snapshots;
 use super::time::{now, rfc3339};
 use super::{EngineError, StepFailure};
 
@@ -62,7 +66,9 @@ pub struct EngineOptions {
     /// Set (by the cli's Ctrl-C handler) to stop the build: the running
     /// RUN's container is killed, and no further step starts; temp mounts
     /// and dirs are cleaned up on the way out.
-    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub cancel: Arc<AtomicBool>,
+    /// `--jobs`: how many stages may build at once (0: one per CPU).
+    pub jobs: usize,
 }
 
 /// The state of a step, for progress output.
@@ -84,8 +90,13 @@ pub enum Event<'a> {
         status: StepStatus,
     },
     Message(&'a str),
-    /// A line of output of the running step.
-    Output(&'a str),
+    /// A line of output of a running step (stages run side by side, so the
+    /// line names its step as [`Event::Step`] does).
+    Output {
+        stage: &'a str,
+        index: usize,
+        line: &'a str,
+    },
 }
 
 /// Receives progress (the cli prints it).
@@ -120,10 +131,43 @@ struct StageState {
 }
 
 impl StageState {
-    fn lower(&mut self, store: &ContentStore) -> Result<&LowerFs, EngineError> {
-        if self.lower.is_none() {
-            let digests: Vec<Sha256Digest> = self.layers.iter().map(|d| d.digest).collect();
-            self.lower = Some(LowerFs::of_layers(store, &digests)?);
+    /// The view of the stage's layers. A view made for fewer layers (before
+    /// the latest COPY or RUN) is extended with the new ones only: reading a
+    /// big base image's layers again costs seconds.
+    fn lower(
+        &mut self,
+        store: &ContentStore,
+        snapshots: &Snapshots,
+    ) -> Result<&LowerFs, EngineError> {
+        let digests: Vec<Sha256Digest> = self.layers.iter().map(|d| d.digest).collect();
+        let diff_ids = self.config.rootfs.diff_ids.clone();
+        let reusable = self.lower.as_ref().is_some_and(|l| {
+            l.layers().len() <= digests.len() && l.layers() == &digests[..l.layers().len()]
+        });
+        if !reusable {
+            self.lower = None;
+        }
+        let lower = match self.lower.as_mut() {
+            Some(lower) => lower,
+            None => self.lower.insert(LowerFs::empty()),
+        };
+        let have = lower.layers().len();
+        for (k, digest) in digests.iter().enumerate().skip(have) {
+            // A layer already unpacked (by `imgb pull` or an earlier RUN)
+            // is read from its directory, not decompressed again.
+            let dir = (diff_ids.len() == digests.len())
+                .then(|| ChainId::of(&diff_ids[..=k]))
+                .flatten()
+                .and_then(|chain| snapshots.existing_layer(&chain));
+            let applied = match dir {
+                Some(dir) => lower.apply_layer_dir(digest, &dir),
+                None => lower.apply_layer(store, digest),
+            };
+            if let Err(e) = applied {
+                // A half-applied view must not be reused.
+                self.lower = None;
+                return Err(e);
+            }
         }
         self.lower.as_ref().ok_or_else(|| EngineError::Step {
             message: "filesystem view unavailable".into(),
@@ -134,10 +178,10 @@ impl StageState {
         self.last_created = history.created.clone();
         self.layers.push(layer);
         self.config.push_layer(diff_id, history);
-        self.lower = None;
     }
 }
 
+/// What the stages of one build share; stages run on several threads.
 struct Build<'a> {
     context: &'a BuildContext,
     store: &'a ContentStore,
@@ -145,11 +189,45 @@ struct Build<'a> {
     opts: &'a EngineOptions,
     reporter: &'a dyn Reporter,
     cache: CacheIndex,
-    hashes: HashIndex,
+    snapshots: Snapshots,
+    hashes: Mutex<HashIndex>,
     epoch: Option<i64>,
-    built: BTreeMap<usize, StageState>,
-    cached_steps: usize,
-    executed_steps: usize,
+    /// Built stages by stage id.
+    built: Mutex<BTreeMap<usize, Arc<StageState>>>,
+    cached_steps: AtomicUsize,
+    executed_steps: AtomicUsize,
+    /// Set on Ctrl-C or when a stage fails: running containers are killed
+    /// and no further step starts.
+    stop: Arc<AtomicBool>,
+}
+
+/// Where a step is, for progress events.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    stage: &'a str,
+    index: usize,
+}
+
+/// The estimated cost of a stage, for longest-path-first scheduling: RUN
+/// steps dominate build times, COPY and ADD come next.
+fn stage_weight(stage: &StagePlan) -> u64 {
+    1 + stage
+        .steps
+        .iter()
+        .map(|s| match s.kind {
+            StepKind::Run(_) => 10,
+            StepKind::Copy(_) => 2,
+            StepKind::Config(_) => 0,
+        })
+        .sum::<u64>()
+}
+
+/// The number of stages built at once: `--jobs`, or one per CPU.
+fn jobs(opts: &EngineOptions) -> usize {
+    if opts.jobs > 0 {
+        return opts.jobs;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Builds `plan`'s target.
@@ -162,40 +240,89 @@ pub fn build(
     reporter: &dyn Reporter,
 ) -> Result<BuildOutput, StepFailure> {
     let hash_index_path = opts.home.join("context-index");
-    let mut build = Build {
+    let build = Build {
         context,
         store,
         bases,
         opts,
         reporter,
         cache: CacheIndex::new(&opts.home.join("cache")),
-        hashes: HashIndex::load(&hash_index_path),
+        snapshots: Snapshots::new(&opts.home),
+        hashes: Mutex::new(HashIndex::load(&hash_index_path)),
         epoch: plan.source_date_epoch,
-        built: BTreeMap::new(),
-        cached_steps: 0,
-        executed_steps: 0,
+        built: Mutex::new(BTreeMap::new()),
+        cached_steps: AtomicUsize::new(0),
+        executed_steps: AtomicUsize::new(0),
+        stop: Arc::new(AtomicBool::new(opts.cancel.load(Ordering::SeqCst))),
     };
     for message in &plan.warnings {
         reporter.report(Event::Message(message));
     }
-    for (index, stage) in plan.stages.iter().enumerate() {
-        let state = build.stage(stage).map_err(|(step, error)| StepFailure {
-            stage: index,
-            step,
-            error,
-        })?;
-        build.built.insert(stage.id, state);
-    }
-    // The index is only a cache: failing to save it costs time, not results.
-    let _ = build.hashes.save(&hash_index_path);
-    let target = &plan.stages[plan.target];
-    let mut state = build.built.remove(&target.id).ok_or_else(|| StepFailure {
-        stage: plan.target,
-        step: 0,
-        error: EngineError::Step {
-            message: "target stage was not built".into(),
+    // Stage ids to positions in the plan (which lists every stage after
+    // the stages it needs).
+    let position: BTreeMap<usize, usize> = plan
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id, i))
+        .collect();
+    let graph = schedule::Graph {
+        deps: plan
+            .stages
+            .iter()
+            .map(|s| {
+                s.deps
+                    .iter()
+                    .filter_map(|d| position.get(d).copied())
+                    .collect()
+            })
+            .collect(),
+        weight: plan.stages.iter().map(stage_weight).collect(),
+    };
+    schedule::run(
+        &graph,
+        jobs(opts),
+        &build.stop,
+        &opts.cancel,
+        |index| {
+            let stage = &plan.stages[index];
+            build
+                .stage(stage)
+                .map(|state| (stage.id, state))
+                .map_err(|(step, error)| StepFailure {
+                    stage: index,
+                    step,
+                    error,
+                })
         },
-    })?;
+        |_, (id, state)| {
+            build.built_mut().insert(id, Arc::new(state));
+        },
+    )?;
+    // The index is only a cache: failing to save it costs time, not results.
+    // Nothing was read this time: the file on disk already knows every
+    // digest used, so the (large) index is not rewritten on no-op builds.
+    if build.hashes().hashed_files > 0 {
+        let _ = build.hashes().save(&hash_index_path);
+    }
+    let target = &plan.stages[plan.target];
+    let built = build.built_mut().remove(&target.id);
+    let mut state = match built {
+        Some(state) => Arc::unwrap_or_clone(state),
+        None => {
+            return Err(StepFailure {
+                stage: plan.target,
+                step: 0,
+                error: if opts.cancel.load(Ordering::SeqCst) {
+                    EngineError::Interrupted
+                } else {
+                    EngineError::Step {
+                        message: "target stage was not built".into(),
+                    }
+                },
+            })
+        }
+    };
     if !plan.labels.is_empty() {
         let labels: Vec<(String, String)> = plan
             .labels
@@ -213,12 +340,20 @@ pub fn build(
         config: state.config,
         layers: state.layers,
         created,
-        cached_steps: build.cached_steps,
-        executed_steps: build.executed_steps,
+        cached_steps: build.cached_steps.load(Ordering::SeqCst),
+        executed_steps: build.executed_steps.load(Ordering::SeqCst),
     })
 }
 
 impl Build<'_> {
+    fn built_mut(&self) -> MutexGuard<'_, BTreeMap<usize, Arc<StageState>>> {
+        self.built.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hashes(&self) -> MutexGuard<'_, HashIndex> {
+        self.hashes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn created(&self) -> String {
         rfc3339(self.epoch.unwrap_or_else(now))
     }
@@ -234,7 +369,7 @@ impl Build<'_> {
             .unwrap_or_else(|| format!("stage-{}", stage.id))
     }
 
-    fn start(&mut self, stage: &StagePlan) -> Result<StageState, EngineError> {
+    fn start(&self, stage: &StagePlan) -> Result<StageState, EngineError> {
         let mut config = stage.config.clone();
         let platform = Self::platform(stage);
         let state = match &stage.base {
@@ -265,9 +400,7 @@ impl Build<'_> {
                 }
             }
             Base::Stage(id) => {
-                let parent = self.built.get(id).ok_or_else(|| EngineError::Step {
-                    message: format!("stage {id} was not built before its child"),
-                })?;
+                let parent = self.built_stage(*id)?;
                 config.rootfs = parent.config.rootfs.clone();
                 config.history = parent.config.history.clone();
                 StageState {
@@ -282,7 +415,7 @@ impl Build<'_> {
         Ok(state)
     }
 
-    fn stage(&mut self, stage: &StagePlan) -> Result<StageState, (usize, EngineError)> {
+    fn stage(&self, stage: &StagePlan) -> Result<StageState, (usize, EngineError)> {
         let mut state = self.start(stage).map_err(|e| (0, e))?;
         let name = Self::stage_name(stage);
         let no_cache = self.opts.no_cache
@@ -293,7 +426,7 @@ impl Build<'_> {
                 .any(|s| s.eq_ignore_ascii_case(&name) || *s == stage.id.to_string());
         let total = stage.steps.len();
         for (index, step) in stage.steps.iter().enumerate() {
-            if self.opts.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            if self.stop.load(Ordering::SeqCst) {
                 return Err((index, EngineError::Interrupted));
             }
             let started = Instant::now();
@@ -307,15 +440,19 @@ impl Build<'_> {
                 })
             };
             report(StepStatus::Running);
+            let at = At {
+                stage: &name,
+                index: index + 1,
+            };
             let cached = self
-                .step(stage, step, &mut state, no_cache)
+                .step(stage, step, &mut state, no_cache, at)
                 .map_err(|e| (index, e))?;
             if cached {
-                self.cached_steps += 1;
+                self.cached_steps.fetch_add(1, Ordering::SeqCst);
                 report(StepStatus::Cached);
             } else {
                 if step.creates_layer() {
-                    self.executed_steps += 1;
+                    self.executed_steps.fetch_add(1, Ordering::SeqCst);
                 }
                 report(StepStatus::Done {
                     seconds: started.elapsed().as_secs_f64(),
@@ -336,17 +473,17 @@ impl Build<'_> {
 
     /// Runs one step; returns whether it came from the cache.
     fn step(
-        &mut self,
+        &self,
         stage: &StagePlan,
         step: &Step,
         state: &mut StageState,
         no_cache: bool,
+        at: At<'_>,
     ) -> Result<bool, EngineError> {
         match &step.kind {
             StepKind::Config(ConfigChange::Workdir(dir)) => {
                 apply(&mut state.config, &ConfigChange::Workdir(dir.clone()));
-                let exists = state.lower(self.store)?.is_dir(dir);
-                if exists || normalise(dir).is_empty() {
+                if normalise(dir).is_empty() {
                     state
                         .config
                         .push_empty_layer(self.history(step, self.metadata_time(state)));
@@ -365,7 +502,7 @@ impl Build<'_> {
                 Ok(false)
             }
             StepKind::Copy(copy) => self.copy(stage, step, state, copy, no_cache),
-            StepKind::Run(r) => self.run(stage, step, state, r, no_cache),
+            StepKind::Run(r) => self.run(stage, step, state, r, no_cache, at),
         }
     }
 
@@ -378,8 +515,12 @@ impl Build<'_> {
     }
 
     fn layer_key_fields(&self) -> serde_json::Value {
+        // `encoding` names the encoder's output format: when it changes
+        // (gzip became chunked in v2), cached layers of the old format miss,
+        // so every machine makes the same bytes for the same inputs.
         serde_json::json!({
             "compression": self.opts.layer.compression.name(),
+            "encoding": 2,
             "level": self.opts.layer.level,
             "mtime": self.mtime(),
         })
@@ -400,7 +541,7 @@ impl Build<'_> {
     }
 
     fn commit(
-        &mut self,
+        &self,
         step: &Step,
         state: &mut StageState,
         key: CacheKey,
@@ -451,7 +592,7 @@ impl Build<'_> {
     }
 
     fn workdir(
-        &mut self,
+        &self,
         stage: &StagePlan,
         step: &Step,
         state: &mut StageState,
@@ -460,12 +601,34 @@ impl Build<'_> {
     ) -> Result<bool, EngineError> {
         let json = serde_json::json!({ "workdir": dir, "user": state.config.config.as_ref().and_then(|c| c.user.clone()), "layer": self.layer_key_fields() });
         let key = CacheKey::step(state.key, &Self::platform(stage), &json, &BTreeMap::new());
+        // An existing directory needs no layer, only history. Whether it
+        // exists is a function of the parent key, so the answer is cached
+        // too (a record without a layer): a no-op rebuild then never
+        // reads the stage's files.
+        let metadata_only = |state: &mut StageState| {
+            state
+                .config
+                .push_empty_layer(self.history(step, self.metadata_time(state)));
+            Ok(false)
+        };
         if let Some(record) = self.lookup(&key, no_cache) {
+            if record.layer.is_none() {
+                return metadata_only(state);
+            }
             self.reuse(step, state, record);
             return Ok(true);
         }
+        if state.lower(self.store, &self.snapshots)?.is_dir(dir) {
+            // Only a cache: failing to store the answer costs time later.
+            let _ = self.cache.put(&CacheRecord {
+                key,
+                layer: None,
+                created: self.created(),
+            });
+            return metadata_only(state);
+        }
         let owner = self.user_owner(state)?;
-        let lower = state.lower(self.store)?;
+        let lower = state.lower(self.store, &self.snapshots)?;
         let dir_entry = copy::Planned {
             path: normalise(dir),
             content: copy::Content::Dir,
@@ -501,7 +664,7 @@ impl Build<'_> {
         &self,
         state: &mut StageState,
     ) -> Result<(Option<String>, Option<String>), EngineError> {
-        let lower = state.lower(self.store)?;
+        let lower = state.lower(self.store, &self.snapshots)?;
         let read = |path| -> Result<Option<String>, EngineError> {
             Ok(lower
                 .read_file(self.store, path)?
@@ -511,7 +674,7 @@ impl Build<'_> {
     }
 
     fn copy(
-        &mut self,
+        &self,
         stage: &StagePlan,
         step: &Step,
         state: &mut StageState,
@@ -564,7 +727,7 @@ impl Build<'_> {
             CopyFrom::Context => {
                 selections = copy::select(self.context, &spec)?;
                 for (i, selection) in selections.iter().enumerate() {
-                    let sum = checksum(self.context, &selection.entries, &mut self.hashes)
+                    let sum = checksum(self.context, &selection.entries, &mut self.hashes())
                         .map_err(|source| EngineError::Io {
                             path: self.context.abs(&selection.path),
                             source,
@@ -643,7 +806,7 @@ impl Build<'_> {
         let lower = if c.link {
             &empty
         } else {
-            state.lower(self.store)?
+            state.lower(self.store, &self.snapshots)?
         };
         let mut planned = copy::plan(root, &selections, &spec, lower, owner, chmod.as_ref())?;
         if let Some(add) = add.as_mut() {
@@ -662,12 +825,13 @@ impl Build<'_> {
     }
 
     fn run(
-        &mut self,
+        &self,
         stage: &StagePlan,
         step: &Step,
         state: &mut StageState,
         r: &RunStep,
         no_cache: bool,
+        at: At<'_>,
     ) -> Result<bool, EngineError> {
         let network = run::effective_network(r, self.opts.network);
         let mut json = run::cache_json(r, network);
@@ -680,7 +844,7 @@ impl Build<'_> {
                 Some(CopyFrom::Context) => {
                     let source = m.mount.source.clone().unwrap_or_else(|| "/".into());
                     for (j, selection) in self.context.select(&source)?.iter().enumerate() {
-                        let sum = checksum(self.context, &selection.entries, &mut self.hashes)
+                        let sum = checksum(self.context, &selection.entries, &mut self.hashes())
                             .map_err(|source| EngineError::Io {
                                 path: self.context.abs(&selection.path),
                                 source,
@@ -714,12 +878,27 @@ impl Build<'_> {
         let executor = super::executor::Runc {
             binary,
             state: self.opts.home.join("runc"),
-            cancel: self.opts.cancel.clone(),
+            cancel: self.stop.clone(),
         };
+        // Each mount source's identity: its key inputs, hashed.
+        let source_keys: Vec<Option<Sha256Digest>> = (0..r.mounts.len())
+            .map(|i| {
+                let prefix = format!("mount/{i}");
+                let parts: Vec<String> = inputs
+                    .iter()
+                    .filter(|(k, _)| **k == prefix || k.starts_with(&format!("{prefix}/")))
+                    .map(|(k, v)| format!("{k}={v}\n"))
+                    .collect();
+                (!parts.is_empty()).then(|| Sha256Digest::of(parts.concat().as_bytes()))
+            })
+            .collect();
         let mut sources = Vec::new();
         for m in &r.mounts {
+            use crate::plan::MountType;
             sources.push(match &m.source_from {
-                Some(CopyFrom::Context) if m.mount.kind == crate::plan::MountType::Bind => {
+                Some(CopyFrom::Context)
+                    if matches!(m.mount.kind, MountType::Bind | MountType::Cache) =>
+                {
                     Some(self.context.root().to_path_buf())
                 }
                 Some(CopyFrom::Stage(id)) => {
@@ -733,12 +912,17 @@ impl Build<'_> {
                 _ => None,
             });
         }
-        let root = self.rootfs(&state.config.rootfs.diff_ids, &state.layers)?;
-        let user = run::resolve_user(
-            &r.user,
-            run::read_in_root(&root, "etc/passwd").as_deref(),
-            run::read_in_root(&root, "etc/group").as_deref(),
-        )?;
+        let lower = super::snapshots::Lower::new(&state.config.rootfs.diff_ids, &state.layers);
+        // Root needs no account files; others come from the layer dirs RUN
+        // mounts anyway (reading the layers' tars costs seconds on big bases).
+        let (passwd, group) = match r.user.is_empty() {
+            true => (None, None),
+            false => match run::account_files(&self.opts.home, self.store, &lower) {
+                Some(files) => files,
+                None => self.account_files(state)?,
+            },
+        };
+        let user = run::resolve_user(&r.user, passwd.as_deref(), group.as_deref())?;
         let cx = run::RunContext {
             executor: &executor,
             snapshotter: self.opts.snapshotter,
@@ -747,21 +931,31 @@ impl Build<'_> {
             layer: &self.opts.layer,
             secrets: &self.opts.secrets,
             network,
-            lower: &root,
+            lower,
             user,
             sources,
+            source_keys,
         };
         let reporter = self.reporter;
-        let layer = run::execute(&cx, r, &mut |line| reporter.report(Event::Output(line)))?;
+        let layer = run::execute(&cx, r, &mut |line| {
+            reporter.report(Event::Output {
+                stage: at.stage,
+                index: at.index,
+                line,
+            })
+        })?;
         self.commit(step, state, key, layer)?;
         Ok(false)
     }
 
     /// A stage built earlier in this build (plans order stages so that it is).
-    fn built_stage(&self, id: usize) -> Result<&StageState, EngineError> {
-        self.built.get(&id).ok_or_else(|| EngineError::Step {
-            message: format!("stage {id} is not built"),
-        })
+    fn built_stage(&self, id: usize) -> Result<Arc<StageState>, EngineError> {
+        self.built_mut()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| EngineError::Step {
+                message: format!("stage {id} is not built"),
+            })
     }
 
     fn base(&self, reference: &str) -> Result<&ResolvedImage, EngineError> {
@@ -772,55 +966,14 @@ impl Build<'_> {
             })
     }
 
-    /// The unpacked filesystem of some layers, cached per chain id under
-    /// `IMGB_HOME/snapshots`.
+    /// The merged filesystem of some layers, cached per chain id under
+    /// `IMGB_HOME/snapshots/merged`.
     fn rootfs(
         &self,
         diff_ids: &[Sha256Digest],
         layers: &[Descriptor],
     ) -> Result<PathBuf, EngineError> {
-        let dir = self.opts.home.join("snapshots");
-        let name = ChainId::of(diff_ids)
-            .map(|c| c.digest().hex())
-            .unwrap_or_else(|| "empty".to_string());
-        let path = dir.join(&name);
-        if path.is_dir() {
-            return Ok(path);
-        }
-        let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
-        let io = |p: &Path| {
-            let p = p.to_path_buf();
-            move |source| EngineError::Io { path: p, source }
-        };
-        // Start from the longest prefix of the chain already unpacked (the
-        // parent of a RUN or COPY usually is): only the new layers unpack.
-        let base = (1..diff_ids.len().min(layers.len())).rev().find_map(|k| {
-            let prefix = ChainId::of(&diff_ids[..k])?.digest().hex();
-            let p = dir.join(prefix);
-            p.is_dir().then_some((k, p))
-        });
-        let _ = std::fs::remove_dir_all(&tmp);
-        let start = match &base {
-            Some((k, parent)) => {
-                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-                super::snapshot::copy_tree(parent, &tmp)?;
-                *k
-            }
-            None => {
-                std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-                0
-            }
-        };
-        let result = (|| {
-            for layer in &layers[start..] {
-                let blob = self.store.open_blob(&layer.digest)?;
-                unpack_layer(blob, &tmp)?;
-            }
-            std::fs::rename(&tmp, &path).map_err(io(&path))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        result.map(|()| path)
+        let lower = super::snapshots::Lower::new(diff_ids, layers);
+        self.snapshots.merged(self.store, &lower)
     }
 }

@@ -1,4 +1,5 @@
-//! Layer compression: gzip (flate2 on the pure-Rust zlib-rs backend), zstd
+//! Layer compression: gzip (flate2 on the pure-Rust zlib-rs backend, in
+//! fixed chunks compressed in parallel: pgzip.rs), zstd
 //! (libzstd through the `zstd` crate, single-threaded) or none.
 //!
 //! The compressed bytes, and so the layer's blob digest, depend on the
@@ -8,8 +9,7 @@
 use std::io::{self, Write};
 use std::str::FromStr;
 
-use flate2::write::GzEncoder;
-
+use super::pgzip::ParallelGzip;
 use super::LayerError;
 use crate::store::BlobWriter;
 
@@ -80,7 +80,7 @@ impl FromStr for Compression {
 
 /// The compressor in front of the blob writer.
 pub(super) enum Encoder {
-    Gzip(GzEncoder<BlobWriter>),
+    Gzip(ParallelGzip<BlobWriter>),
     Zstd(zstd::stream::write::Encoder<'static, BlobWriter>),
     None(BlobWriter),
 }
@@ -92,11 +92,12 @@ impl Encoder {
         out: BlobWriter,
     ) -> Result<Encoder, LayerError> {
         Ok(match compression {
-            // GzEncoder writes mtime 0 and OS 255 ("unknown") in the gzip
-            // header, like Go's compress/gzip: no host-dependent bytes.
-            Compression::Gzip => Encoder::Gzip(GzEncoder::new(
+            // Chunked, on every core; the bytes do not depend on the number
+            // of cores (see pgzip.rs).
+            Compression::Gzip => Encoder::Gzip(ParallelGzip::new(
                 out,
-                flate2::Compression::new(level.unsigned_abs()),
+                level.unsigned_abs(),
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
             Compression::Zstd => Encoder::Zstd(
                 zstd::stream::write::Encoder::new(out, level)

@@ -16,12 +16,13 @@
 
 mod compress;
 mod header;
+mod pgzip;
 mod tree;
 mod unpack;
 
 pub use compress::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL};
 pub use tree::TreeOptions;
-pub use unpack::{decompressed, unpack_layer};
+pub use unpack::{decompressed, unpack_layer, unpack_layer_overlay, OVERLAY_OPAQUE_XATTR};
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;

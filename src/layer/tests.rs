@@ -402,3 +402,127 @@ fn layer_bytes_match_the_frozen_vectors() {
         }
     }
 }
+
+/// A tar entry: path, type, data, pax xattrs.
+type TarEntry<'a> = (&'a str, tar::EntryType, &'a [u8], &'a [(&'a str, &'a [u8])]);
+
+fn tar_of(entries: &[TarEntry<'_>]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, kind, data, xattrs) in entries {
+        if !xattrs.is_empty() {
+            let pax: Vec<(String, &[u8])> = xattrs
+                .iter()
+                .map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v))
+                .collect();
+            builder
+                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), *v)))
+                .unwrap();
+        }
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(*kind);
+        header.set_mode(if kind.is_dir() { 0o750 } else { 0o640 });
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_size(data.len() as u64);
+        // set_path refuses `..`; write the raw name to test hostile input.
+        header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut v = vec![0u8; 64];
+    let n = rustix::fs::lgetxattr(path, name, &mut v[..]).ok()?;
+    v.truncate(n);
+    Some(v)
+}
+
+#[test]
+fn overlay_format_unpack_records_whiteouts_and_opaque_dirs() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use tar::EntryType as T;
+    let root = tempfile::tempdir().unwrap();
+    let layer = tar_of(&[
+        ("d/", T::Directory, b"", &[]),
+        ("d/.wh..wh..opq", T::Regular, b"", &[]),
+        ("d/mine", T::Regular, b"m", &[]),
+        (".wh.gone", T::Regular, b"", &[]),
+        ("e/", T::Directory, b"", &[]),
+        ("e/.wh.deep", T::Regular, b"", &[]),
+        // A layer may not smuggle overlay's own attributes in.
+        (
+            "r/",
+            T::Directory,
+            b"",
+            &[("trusted.overlay.redirect", b"/etc"), ("user.keep", b"k")],
+        ),
+        ("x", T::Regular, b"x", &[("trusted.overlay.metacopy", b"")]),
+    ]);
+    unpack_layer_overlay(&layer[..], root.path()).unwrap();
+    let p = root.path();
+    for wh in ["gone", "e/deep"] {
+        let meta = fs::symlink_metadata(p.join(wh)).unwrap();
+        assert!(meta.file_type().is_char_device(), "{wh} is a whiteout");
+        assert_eq!(meta.rdev(), 0, "{wh}: device 0/0");
+    }
+    assert_eq!(
+        xattr(&p.join("d"), OVERLAY_OPAQUE_XATTR).as_deref(),
+        Some(&b"y"[..])
+    );
+    assert_eq!(
+        fs::read(p.join("d/mine")).unwrap(),
+        b"m",
+        "own entries stay"
+    );
+    assert_eq!(
+        fs::metadata(p.join("d")).unwrap().permissions().mode() & 0o7777,
+        0o750
+    );
+    assert_eq!(xattr(&p.join("e"), OVERLAY_OPAQUE_XATTR), None);
+    assert_eq!(xattr(&p.join("r"), "trusted.overlay.redirect"), None);
+    assert_eq!(xattr(&p.join("r"), "user.keep").as_deref(), Some(&b"k"[..]));
+    assert_eq!(xattr(&p.join("x"), "trusted.overlay.metacopy"), None);
+
+    // The same safety rules as the merged unpack.
+    for hostile in [
+        tar_of(&[("../escape", T::Regular, b"x", &[])]),
+        tar_of(&[(".wh...", T::Regular, b"", &[])]),
+    ] {
+        let target = tempfile::tempdir().unwrap();
+        assert!(unpack_layer_overlay(&hostile[..], target.path()).is_err());
+    }
+}
+
+/// An overlay-format layer dir read back as an upper dir gives the same
+/// whiteout and opaque entries as the layer it came from.
+#[test]
+fn overlay_format_round_trips_through_the_upper_dir_walk() {
+    use tar::EntryType as T;
+    let (_d, store) = store();
+    let root = tempfile::tempdir().unwrap();
+    let layer = tar_of(&[
+        (".wh.gone", T::Regular, b"", &[]),
+        ("d/", T::Directory, b"", &[]),
+        ("d/.wh..wh..opq", T::Regular, b"", &[]),
+        ("d/f", T::Regular, b"f", &[]),
+    ]);
+    unpack_layer_overlay(&layer[..], root.path()).unwrap();
+    let mut w = LayerWriter::new(&store, &LayerOptions::default()).unwrap();
+    w.append_tree(
+        root.path(),
+        &TreeOptions {
+            overlay_upper: true,
+            ..TreeOptions::default()
+        },
+    )
+    .unwrap();
+    let back = w.finish().unwrap();
+    let names: Vec<String> = read_entries(&store, &back)
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(names, [".wh.gone", "d/", "d/.wh..wh..opq", "d/f"]);
+}

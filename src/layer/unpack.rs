@@ -8,6 +8,14 @@
 //! device nodes are preserved; whiteouts (`.wh.NAME`) delete what lower
 //! layers put there and opaque markers (`.wh..wh..opq`) empty a directory of
 //! lower content.
+//!
+//! [`unpack_layer_overlay`] unpacks one layer on its own into an empty
+//! directory in overlayfs's format instead, for use as an overlay lowerdir:
+//! whiteouts become 0/0 character devices and opaque markers the
+//! `trusted.overlay.opaque=y` xattr. Docker's overlay2 and containerd apply
+//! layers the same way (into the layer's own directory), so a parent that
+//! is a symlink in a lower layer is not followed there: the entry makes a
+//! real directory that hides the lower symlink.
 
 use std::collections::HashSet;
 use std::fs;
@@ -123,8 +131,31 @@ fn remove_any(path: &Path) -> Result<(), LayerError> {
     }
 }
 
+/// How whiteouts are applied.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Onto the merged tree: whiteouts delete, opaque markers empty.
+    Merged,
+    /// Into the layer's own overlay directory: whiteouts and opaque markers
+    /// are recorded the way overlayfs reads them.
+    Overlay,
+}
+
+/// The xattr overlayfs reads to make a directory opaque.
+pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
 /// Unpacks one layer stream (compressed or not) onto `root`.
 pub fn unpack_layer(reader: impl Read, root: &Path) -> Result<(), LayerError> {
+    unpack(reader, root, Format::Merged)
+}
+
+/// Unpacks one layer stream into the empty directory `root` in overlayfs's
+/// format (see the module doc), with the same safety rules.
+pub fn unpack_layer_overlay(reader: impl Read, root: &Path) -> Result<(), LayerError> {
+    unpack(reader, root, Format::Overlay)
+}
+
+fn unpack(reader: impl Read, root: &Path, format: Format) -> Result<(), LayerError> {
     let stream = decompressed(reader).map_err(|source| LayerError::Stream { source })?;
     let mut archive = tar::Archive::new(stream);
     let stream_err = |source| LayerError::Stream { source };
@@ -149,6 +180,18 @@ pub fn unpack_layer(reader: impl Read, root: &Path) -> Result<(), LayerError> {
                 .create(parent)
                 .map_err(LayerError::io("create", parent))?;
         }
+        if name == OPAQUE_MARKER && format == Format::Overlay {
+            // Everything in this directory so far is this layer's own.
+            let dir = target.parent().unwrap_or(root);
+            rustix::fs::lsetxattr(
+                dir,
+                OVERLAY_OPAQUE_XATTR,
+                b"y",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .map_err(|e| LayerError::io("set xattr on", dir)(e.into()))?;
+            continue;
+        }
         if name == OPAQUE_MARKER {
             let dir = target.parent().unwrap_or(root);
             if let Ok(children) = fs::read_dir(dir) {
@@ -168,7 +211,19 @@ pub fn unpack_layer(reader: impl Read, root: &Path) -> Result<(), LayerError> {
             if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
                 return Err(unsafe_entry(&raw, "is a malformed whiteout"));
             }
-            remove_any(&target.with_file_name(hidden))?;
+            let gone = target.with_file_name(hidden);
+            remove_any(&gone)?;
+            if format == Format::Overlay {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &gone,
+                    rustix::fs::FileType::CharacterDevice,
+                    rustix::fs::Mode::empty(),
+                    0,
+                )
+                .map_err(|e| LayerError::io("mknod", &gone)(e.into()))?;
+                created.insert(rel.with_file_name(hidden));
+            }
             continue;
         }
         let header = entry.header().clone();
@@ -271,6 +326,15 @@ pub fn unpack_layer(reader: impl Read, root: &Path) -> Result<(), LayerError> {
             for ext in pax.flatten() {
                 let Ok(key) = ext.key() else { continue };
                 if let Some(xattr) = key.strip_prefix("SCHILY.xattr.") {
+                    // Overlay's own attributes (opaque, redirect, metacopy)
+                    // would change what a lowerdir means: a layer may not
+                    // carry them.
+                    if format == Format::Overlay
+                        && (xattr.starts_with("trusted.overlay.")
+                            || xattr.starts_with("user.overlay."))
+                    {
+                        continue;
+                    }
                     rustix::fs::lsetxattr(
                         &target,
                         xattr,

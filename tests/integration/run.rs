@@ -526,3 +526,104 @@ fn ctrl_c_during_a_run_stops_the_build_and_cleans_up() {
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert_clean(&imgb);
 }
+
+/// An image of more than 100 layers (RUN and COPY steps alternating) builds
+/// on the overlay snapshotter, whose lowerdir list would be far longer than
+/// a page with absolute paths; every RUN sees all the layers below it, and
+/// no RUN unpacks or copies a whole rootfs (only per-layer dirs exist).
+#[test]
+fn a_hundred_and_more_layers_mount_and_run() {
+    require_tool("runc");
+    let steps = 55;
+    let mut dockerfile = format!("{}\nRUN mkdir /r /c\n", from_busybox());
+    let mut ctx = Context::new();
+    for i in 0..steps {
+        ctx = ctx.file(&format!("c{i}.txt"), format!("copied {i}\n"));
+        dockerfile.push_str(&format!("COPY c{i}.txt /c/\n"));
+        // Each RUN reads what the COPY just below it added; every tenth
+        // deletes a file an early layer added.
+        let delete = if i % 10 == 9 {
+            format!(" && rm /c/c{}.txt", i - 9)
+        } else {
+            String::new()
+        };
+        dockerfile.push_str(&format!("RUN cat /c/c{i}.txt > /r/{i}{delete}\n"));
+    }
+    dockerfile.push_str("RUN ls /r | wc -l > /count && ls /c | wc -l >> /count\n");
+    dockerfile.push_str("CMD [\"cat\", \"/count\"]\n");
+    let ctx = ctx.file("Dockerfile", dockerfile);
+    let imgb = Imgb::new();
+    let built = build_with(&imgb, &ctx, &[], &[("IMGB_SNAPSHOTTER", "overlay")]);
+    built.run.success();
+    assert_eq!(built.layer_digests().len(), 1 + 1 + 2 * steps + 1);
+    let tree = tree(&built);
+    assert_eq!(
+        tree.get("r/54").map(String::as_str),
+        Some("file 644 0:0 copied 54")
+    );
+    assert_eq!(tree.get("c/c0.txt"), None, "deleted by a later RUN");
+    assert_eq!(
+        tree.get("c/c1.txt").map(String::as_str),
+        Some("file 644 0:0 copied 1")
+    );
+    let deleted = steps / 10;
+    assert_eq!(
+        built.run_cmd().split_whitespace().collect::<Vec<_>>(),
+        [steps.to_string(), (steps - deleted).to_string()]
+    );
+    let snapshots = imgb.home.path().join("snapshots");
+    let layers = std::fs::read_dir(snapshots.join("layers"))
+        .expect("layer dirs")
+        .count();
+    assert!(layers > 100, "one dir per layer: {layers}");
+    assert!(
+        !snapshots.join("merged").exists(),
+        "no RUN needed a merged rootfs"
+    );
+    assert_clean(&imgb);
+}
+
+/// Stages built side by side on the same base unpack its layer at the same
+/// time: both use one layer dir, and nothing half-made is left.
+#[test]
+fn parallel_stages_share_the_base_layer_snapshot() {
+    require_tool("runc");
+    let from = from_busybox();
+    let mut dockerfile = String::new();
+    for name in ["a", "b", "c"] {
+        dockerfile.push_str(&format!(
+            "{from} AS {name}\nRUN echo {name} > /{name}\nUSER app\nRUN id -u > /tmp/{name}-uid\n"
+        ));
+    }
+    dockerfile.push_str(&format!(
+        "{from}\nCOPY --from=a /a /tmp/a-uid /\nCOPY --from=b /b /tmp/b-uid /\nCOPY --from=c /c /\n"
+    ));
+    let ctx = Context::new().file("Dockerfile", dockerfile);
+    let imgb = Imgb::new();
+    let built = build(&imgb, &ctx, &["--jobs", "3"]);
+    let tree = tree(&built);
+    for name in ["a", "b", "c"] {
+        assert_eq!(
+            tree.get(name).map(String::as_str),
+            Some(format!("file 644 0:0 {name}").as_str()),
+            "{tree:#?}"
+        );
+    }
+    assert_eq!(
+        tree.get("a-uid").map(String::as_str),
+        Some("file 644 1000:1000 1000"),
+        "USER read /etc/passwd from the layer dirs"
+    );
+    let layers = imgb.home.path().join("snapshots/layers");
+    let names: Vec<String> = std::fs::read_dir(&layers)
+        .expect("layer dirs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with(".tmp")),
+        "temp dirs left: {names:?}"
+    );
+    // The base, and two RUN layers per stage.
+    assert_eq!(names.len(), 1 + 3 * 2, "{names:?}");
+    assert_clean(&imgb);
+}
