@@ -21,6 +21,7 @@ mod schedule;
 pub mod snapshot;
 pub mod snapshots;
 pub mod time;
+mod view;
 
 mod stage;
 

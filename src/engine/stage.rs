@@ -27,6 +27,7 @@ use super::schedule;
 use super::snapshot::SnapshotterKind;
 use super::snapshots::Snapshots;
 use super::time::{now, rfc3339};
+use super::view::RootView;
 use super::{EngineError, StepFailure};
 
 /// The history comment BuildKit writes on Dockerfile steps.
@@ -787,8 +788,8 @@ impl Build<'_> {
             }
         };
         let from_ctx = from_root
-            .as_deref()
-            .map(BuildContext::without_ignore)
+            .as_ref()
+            .map(|view| BuildContext::without_ignore(view.path()))
             .transpose()?;
         let root = from_ctx.as_ref().unwrap_or(self.context);
         if from_ctx.is_some() {
@@ -893,6 +894,13 @@ impl Build<'_> {
             })
             .collect();
         let mut sources = Vec::new();
+        // Views of stages and images stay mounted until the run is over.
+        let mut views = Vec::new();
+        let mut view = |v: RootView| {
+            let path = v.path().to_path_buf();
+            views.push(v);
+            path
+        };
         for m in &r.mounts {
             use crate::plan::MountType;
             sources.push(match &m.source_from {
@@ -903,11 +911,15 @@ impl Build<'_> {
                 }
                 Some(CopyFrom::Stage(id)) => {
                     let parent = self.built_stage(*id)?;
-                    Some(self.rootfs(&parent.config.rootfs.diff_ids, &parent.layers)?)
+                    Some(view(
+                        self.rootfs(&parent.config.rootfs.diff_ids, &parent.layers)?,
+                    ))
                 }
                 Some(CopyFrom::Image(reference)) => {
                     let base = self.base(reference)?;
-                    Some(self.rootfs(&base.config.rootfs.diff_ids, &base.layers)?)
+                    Some(view(
+                        self.rootfs(&base.config.rootfs.diff_ids, &base.layers)?,
+                    ))
                 }
                 _ => None,
             });
@@ -972,8 +984,14 @@ impl Build<'_> {
         &self,
         diff_ids: &[Sha256Digest],
         layers: &[Descriptor],
-    ) -> Result<PathBuf, EngineError> {
+    ) -> Result<RootView, EngineError> {
         let lower = super::snapshots::Lower::new(diff_ids, layers);
-        self.snapshots.merged(self.store, &lower)
+        RootView::open(
+            &self.snapshots,
+            self.store,
+            &lower,
+            &self.opts.home,
+            self.opts.snapshotter,
+        )
     }
 }
