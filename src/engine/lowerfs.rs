@@ -84,17 +84,7 @@ impl LowerFs {
             }
             let (dir, name) = split(&path);
             if name == OPAQUE_MARKER {
-                let prefix = format!("{dir}/");
-                let lower: Vec<String> = self
-                    .nodes
-                    .range(prefix.clone()..)
-                    .take_while(|(k, _)| k.starts_with(&prefix))
-                    .filter(|(_, n)| n.layer < index)
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for key in lower {
-                    self.nodes.remove(&key);
-                }
+                self.remove_lower_below(dir, index);
                 continue;
             }
             if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
@@ -227,16 +217,8 @@ impl LowerFs {
 
     fn remove_tree(&mut self, path: &str) {
         self.nodes.remove(path);
-        let prefix = format!("{path}/");
-        let below: Vec<String> = self
-            .nodes
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in below {
-            self.nodes.remove(&key);
-        }
+        // Every layer is below `usize::MAX`: all that is under `path` goes.
+        self.remove_lower_below(path, usize::MAX);
     }
 
     /// Resolves `path` (absolute or relative to `/`) following symlinks in

@@ -153,13 +153,17 @@ impl StageState {
             None => self.lower.insert(LowerFs::empty()),
         };
         let have = lower.layers().len();
+        // One pass over the chain ids, and only when a layer is missing.
+        let chains = match have < digests.len() && diff_ids.len() == digests.len() {
+            true => ChainId::all(&diff_ids),
+            false => Vec::new(),
+        };
         for (k, digest) in digests.iter().enumerate().skip(have) {
             // A layer already unpacked (by `imgb pull` or an earlier RUN)
             // is read from its directory, not decompressed again.
-            let dir = (diff_ids.len() == digests.len())
-                .then(|| ChainId::of(&diff_ids[..=k]))
-                .flatten()
-                .and_then(|chain| snapshots.existing_layer(&chain));
+            let dir = chains
+                .get(k)
+                .and_then(|chain| snapshots.existing_layer(chain));
             let applied = match dir {
                 Some(dir) => lower.apply_layer_dir(digest, &dir),
                 None => lower.apply_layer(store, digest),
