@@ -174,7 +174,7 @@ pub struct BuildArgs {
         default_value = "runc"
     )]
     pub runtime: String,
-    /// How many independent stages build at once (default: one per CPU).
+    /// How many independent stages build at once (default: four per CPU).
     #[arg(short = 'j', long, value_name = "N", env = "IMGB_JOBS", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
     /// Print only the image id.
@@ -183,7 +183,7 @@ pub struct BuildArgs {
     /// Layer compression: gzip, zstd or uncompressed.
     #[arg(long, value_name = "ALGORITHM", default_value = "gzip")]
     pub compression: String,
-    /// Compression level (gzip 1-9, default 6; zstd 1-22, default 3).
+    /// Compression level (gzip 0-9, default 2; zstd 1-22, default 3).
     #[arg(long = "compression-level", value_name = "N")]
     pub compression_level: Option<i32>,
     /// Print the build plan instead of building.

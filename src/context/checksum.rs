@@ -10,8 +10,9 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::digest::{Hasher, HashingReader, Sha256Digest};
 
@@ -138,13 +139,67 @@ impl HashIndex {
             self.used.insert(stat, digest);
             return Ok(digest);
         }
-        let mut reader = HashingReader::new(fs::File::open(abs)?);
-        io::copy(&mut reader, &mut io::sink())?;
-        let (_, digest, _) = reader.finish();
+        let digest = hash_file(abs)?;
         self.hashed_files += 1;
         self.used.insert(stat, digest);
         Ok(digest)
     }
+
+    /// Hashes the files among `entries` that the index does not know, on
+    /// every core (reading and hashing a large context is most of a cold
+    /// COPY's checksum). A file that cannot be read is left for the serial
+    /// pass, which reports it.
+    fn hash_unknown(&mut self, context: &BuildContext, entries: &[Entry]) {
+        let unknown: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| {
+                matches!(e.kind, EntryKind::File)
+                    && !self.known.contains_key(&e.stat)
+                    && !self.used.contains_key(&e.stat)
+            })
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8)
+            .min(unknown.len());
+        if threads < 2 {
+            return;
+        }
+        let next = AtomicUsize::new(0);
+        let results: Vec<Vec<(FileStat, Sha256Digest)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (next, unknown) = (&next, &unknown);
+                    scope.spawn(move || {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(entry) = unknown.get(i) else {
+                                return done;
+                            };
+                            if let Ok(digest) = hash_file(&context.abs(&entry.context_path)) {
+                                done.push((entry.stat, digest));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        for (stat, digest) in results.into_iter().flatten() {
+            self.hashed_files += 1;
+            self.used.insert(stat, digest);
+        }
+    }
+}
+
+/// The sha256 of a file's content.
+fn hash_file(abs: &Path) -> io::Result<Sha256Digest> {
+    let mut reader = HashingReader::new(fs::File::open(abs)?);
+    let mut buf = vec![0u8; 256 * 1024];
+    while reader.read(&mut buf)? > 0 {}
+    let (_, digest, _) = reader.finish();
+    Ok(digest)
 }
 
 /// The checksum of `entries` (from one selection of `context`).
@@ -154,6 +209,7 @@ pub fn checksum(
     index: &mut HashIndex,
 ) -> io::Result<Sha256Digest> {
     use std::fmt::Write as _;
+    index.hash_unknown(context, entries);
     let mut hasher = Hasher::new();
     hasher.update(b"imgb-context-checksum/v1\n");
     // One reused buffer: a large context has tens of thousands of entries.

@@ -227,12 +227,16 @@ fn stage_weight(stage: &StagePlan) -> u64 {
         .sum::<u64>()
 }
 
-/// The number of stages built at once: `--jobs`, or one per CPU.
+/// The number of stages built at once: `--jobs`, or four per CPU (at least
+/// four). BuildKit starts every ready stage at once; more stages than CPUs
+/// share them, which ends three equal CPU-bound stages on two CPUs in 1.5x
+/// one stage's time instead of 2x. The bound keeps a wide graph from
+/// starting hundreds of containers.
 fn jobs(opts: &EngineOptions) -> usize {
     if opts.jobs > 0 {
         return opts.jobs;
     }
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Builds `plan`'s target.
@@ -521,11 +525,12 @@ impl Build<'_> {
 
     fn layer_key_fields(&self) -> serde_json::Value {
         // `encoding` names the encoder's output format: when it changes
-        // (gzip became chunked in v2), cached layers of the old format miss,
+        // (gzip became chunked in v2; v3 stores incompressible chunks and
+        // gives every chunk a new compressor), cached layers of the old format miss,
         // so every machine makes the same bytes for the same inputs.
         serde_json::json!({
             "compression": self.opts.layer.compression.name(),
-            "encoding": 2,
+            "encoding": 3,
             "level": self.opts.layer.level,
             "mtime": self.mtime(),
         })

@@ -13,8 +13,13 @@ use super::pgzip::ParallelGzip;
 use super::LayerError;
 use crate::store::BlobWriter;
 
-/// Default gzip level: 6, zlib's and `gzip`'s default, as Docker/BuildKit use.
-pub const DEFAULT_GZIP_LEVEL: i32 = 6;
+/// Default gzip level: 2. In zlib-rs (a port of zlib-ng) that is the fast
+/// greedy matcher, which compresses about as well as `gzip -1` and Go's
+/// `BestSpeed` (Kaniko's and crane's default) at 2-3x the speed of level 6,
+/// Docker's and BuildKit's default: measured on the benchmark's workloads,
+/// images come out 0-3% larger (a layer of many small text files up to 8%).
+/// `--compression-level 6` gives Docker's ratio.
+pub const DEFAULT_GZIP_LEVEL: i32 = 2;
 /// Default zstd level: 3, zstd's default, as BuildKit uses.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 

@@ -9,10 +9,15 @@
 //! valid deflate stream that any gunzip reads. Because the chunking is fixed,
 //! the bytes (and the layer digest) are the same with one thread or many.
 //!
-//! Chunks are compressed in batches on scoped threads; memory stays at a
-//! few chunks per thread, whatever the layer's size.
+//! Chunks are compressed by a pool of worker threads while the caller goes
+//! on producing input (reading files, building the tar, hashing it); the
+//! outputs are written in order as they come back. At most a few chunks per
+//! thread are in flight, so memory stays bounded whatever the layer's size.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
@@ -20,17 +25,86 @@ use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 pub const CHUNK: usize = 128 * 1024;
 /// The deflate window: how much earlier input primes a chunk.
 const WINDOW: usize = 32 * 1024;
+/// Chunks in flight per worker thread.
+const IN_FLIGHT_PER_THREAD: usize = 4;
+
+/// One chunk to compress: its place in the stream, its bytes, the window of
+/// input before it, and whether it ends the stream.
+struct Job {
+    index: u64,
+    data: Vec<u8>,
+    dictionary: Vec<u8>,
+    last: bool,
+}
+
+type Done = (u64, io::Result<Vec<u8>>);
+
+/// Worker threads that compress jobs and send back the outputs.
+struct Pool {
+    jobs: Option<mpsc::SyncSender<Job>>,
+    results: mpsc::Receiver<Done>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    fn new(threads: usize, level: u32) -> Pool {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(threads * IN_FLIGHT_PER_THREAD);
+        let queue = Arc::new(Mutex::new(queue));
+        let (done, results) = mpsc::channel::<Done>();
+        let workers = (0..threads)
+            .map(|_| {
+                let (queue, done) = (Arc::clone(&queue), done.clone());
+                std::thread::spawn(move || loop {
+                    let job = match queue.lock() {
+                        Ok(q) => match q.recv() {
+                            Ok(job) => job,
+                            Err(_) => return,
+                        },
+                        Err(_) => return,
+                    };
+                    let out = deflate(level, &job.data, &job.dictionary, job.last);
+                    if done.send((job.index, out)).is_err() {
+                        return;
+                    }
+                })
+            })
+            .collect();
+        Pool {
+            jobs: Some(jobs),
+            results,
+            workers,
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Closing the queue ends the workers once their chunk is done.
+        self.jobs = None;
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
 
 /// A gzip writer that compresses chunks in parallel.
 pub struct ParallelGzip<W: Write> {
     out: W,
     level: u32,
     threads: usize,
-    /// Full chunks waiting for the next batch.
-    pending: Vec<Vec<u8>>,
+    /// Worker threads (none with one thread: chunks are compressed inline).
+    pool: Option<Pool>,
     current: Vec<u8>,
-    /// The input just before `pending[0]` (at most one window).
+    /// The last full chunk, held back since it may turn out to be the
+    /// stream's end.
+    held: Option<Vec<u8>>,
+    /// The input just before the next chunk submitted (at most one window).
     dictionary: Vec<u8>,
+    /// Chunks submitted so far, and written out so far.
+    submitted: u64,
+    written: u64,
+    /// Outputs that came back ahead of their turn.
+    ready: BTreeMap<u64, Vec<u8>>,
     crc: Crc,
     header_written: bool,
 }
@@ -42,9 +116,13 @@ impl<W: Write> ParallelGzip<W> {
             out,
             level: level.min(9),
             threads: threads.max(1),
-            pending: Vec::new(),
+            pool: None,
             current: Vec::with_capacity(CHUNK),
+            held: None,
             dictionary: Vec::new(),
+            submitted: 0,
+            written: 0,
+            ready: BTreeMap::new(),
             crc: Crc::new(),
             header_written: false,
         }
@@ -61,71 +139,62 @@ impl<W: Write> ParallelGzip<W> {
         [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255]
     }
 
-    /// Compresses the pending chunks (the last of them ending the stream
-    /// when `last`) and writes them out in order.
-    fn flush_batch(&mut self, last: bool) -> io::Result<()> {
+    /// Hands one chunk to the workers (or compresses it here, with one
+    /// thread), then writes out whatever is done.
+    fn submit(&mut self, data: Vec<u8>, last: bool) -> io::Result<()> {
         if !self.header_written {
             let header = self.header();
             self.out.write_all(&header)?;
             self.header_written = true;
         }
-        let chunks = std::mem::take(&mut self.pending);
-        if chunks.is_empty() {
+        let dictionary = std::mem::replace(&mut self.dictionary, tail(&data).to_vec());
+        let index = self.submitted;
+        self.submitted += 1;
+        if self.threads == 1 {
+            let out = deflate(self.level, &data, &dictionary, last)?;
+            self.written += 1;
+            return self.out.write_all(&out);
+        }
+        // Keep at most a few chunks per thread in flight.
+        while self.submitted - self.written > (self.threads * IN_FLIGHT_PER_THREAD) as u64 {
+            self.collect(true)?;
+        }
+        let (threads, level) = (self.threads, self.level);
+        let pool = self.pool.get_or_insert_with(|| Pool::new(threads, level));
+        let job = Job {
+            index,
+            data,
+            dictionary,
+            last,
+        };
+        match &pool.jobs {
+            Some(jobs) if jobs.send(job).is_ok() => {}
+            _ => return Err(io::Error::other("a compression thread panicked")),
+        }
+        self.collect(false)
+    }
+
+    /// Writes out the outputs that are next in order; with `wait`, first
+    /// waits for at least one more to come back.
+    fn collect(&mut self, wait: bool) -> io::Result<()> {
+        let Some(pool) = &self.pool else {
             return Ok(());
-        }
-        let n = chunks.len();
-        let dictionaries: Vec<&[u8]> = (0..n)
-            .map(|i| match i {
-                0 => &self.dictionary[..],
-                _ => tail(&chunks[i - 1]),
-            })
-            .collect();
-        let level = self.level;
-        let threads = self.threads.min(n);
-        let mut outputs: Vec<io::Result<Vec<u8>>> = Vec::with_capacity(n);
-        let compressor = || Compress::new(Compression::new(level), false);
-        if threads == 1 {
-            let mut c = compressor();
-            for i in 0..n {
-                let end = last && i + 1 == n;
-                outputs.push(deflate(&mut c, &chunks[i], dictionaries[i], end));
-            }
-        } else {
-            // Thread t takes chunks t, t + threads, ...
-            let mut slots: Vec<Option<io::Result<Vec<u8>>>> = (0..n).map(|_| None).collect();
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..threads)
-                    .map(|t| {
-                        let (chunks, dictionaries) = (&chunks, &dictionaries);
-                        scope.spawn(move || {
-                            let mut c = compressor();
-                            (t..n)
-                                .step_by(threads)
-                                .map(|i| {
-                                    let end = last && i + 1 == n;
-                                    (i, deflate(&mut c, &chunks[i], dictionaries[i], end))
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                // A panicked thread leaves its slots empty: an error below.
-                for results in handles.into_iter().filter_map(|h| h.join().ok()) {
-                    for (i, r) in results {
-                        slots[i] = Some(r);
-                    }
+        };
+        if wait {
+            match pool.results.recv() {
+                Ok((i, out)) => {
+                    self.ready.insert(i, out?);
                 }
-            });
-            for slot in slots {
-                outputs.push(
-                    slot.unwrap_or_else(|| Err(io::Error::other("a compression thread panicked"))),
-                );
+                Err(_) => return Err(io::Error::other("a compression thread panicked")),
             }
         }
-        for output in outputs {
-            self.out.write_all(&output?)?;
+        while let Ok((i, out)) = pool.results.try_recv() {
+            self.ready.insert(i, out?);
         }
-        self.dictionary = tail(&chunks[n - 1]).to_vec();
+        while let Some(out) = self.ready.remove(&self.written) {
+            self.out.write_all(&out)?;
+            self.written += 1;
+        }
         Ok(())
     }
 
@@ -134,13 +203,22 @@ impl<W: Write> ParallelGzip<W> {
     pub fn finish(mut self) -> io::Result<W> {
         // The last chunk (possibly empty) ends the deflate stream.
         let current = std::mem::take(&mut self.current);
-        if !current.is_empty() || self.pending.is_empty() {
-            self.pending.push(current);
+        match self.held.take() {
+            Some(held) if current.is_empty() => self.submit(held, true)?,
+            Some(held) => {
+                self.submit(held, false)?;
+                self.submit(current, true)?;
+            }
+            None => self.submit(current, true)?,
         }
-        self.flush_batch(true)?;
+        while self.written < self.submitted {
+            self.collect(true)?;
+        }
         self.out.write_all(&self.crc.sum().to_le_bytes())?;
         self.out.write_all(&self.crc.amount().to_le_bytes())?;
-        Ok(self.out)
+        let ParallelGzip { out, pool, .. } = self;
+        drop(pool);
+        Ok(out)
     }
 }
 
@@ -151,13 +229,8 @@ impl<W: Write> Write for ParallelGzip<W> {
         self.crc.update(&buf[..take]);
         if self.current.len() == CHUNK {
             let full = std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK));
-            self.pending.push(full);
-            // A batch gives every thread eight chunks (1 MiB); the last
-            // full chunk waits, since it may turn out to be the stream's end.
-            if self.pending.len() > self.threads * 8 {
-                let keep = self.pending.pop();
-                self.flush_batch(false)?;
-                self.pending.extend(keep);
+            if let Some(held) = self.held.replace(full) {
+                self.submit(held, false)?;
             }
         }
         Ok(take)
@@ -175,12 +248,66 @@ fn tail(chunk: &[u8]) -> &[u8] {
     &chunk[chunk.len().saturating_sub(WINDOW)..]
 }
 
+/// Whether `data` looks incompressible: its bytes are spread so evenly
+/// (order-2 Rényi entropy above log2(251), about 7.97 bits per byte) that
+/// Huffman coding could save well under 1%, as with random, compressed or
+/// encrypted content. Integer arithmetic only, so the answer (and the
+/// layer's bytes) is the same on every machine.
+fn incompressible(data: &[u8]) -> bool {
+    if data.len() < 4096 {
+        return false;
+    }
+    // Four tables, so that runs of one byte do not serialise on a counter.
+    let mut counts = [[0u32; 256]; 4];
+    let mut quads = data.chunks_exact(4);
+    for q in &mut quads {
+        counts[0][q[0] as usize] += 1;
+        counts[1][q[1] as usize] += 1;
+        counts[2][q[2] as usize] += 1;
+        counts[3][q[3] as usize] += 1;
+    }
+    for &b in quads.remainder() {
+        counts[0][b as usize] += 1;
+    }
+    let collisions: u128 = (0..256)
+        .map(|i| {
+            let c = u128::from(counts[0][i] + counts[1][i] + counts[2][i] + counts[3][i]);
+            c * c
+        })
+        .sum();
+    let n = data.len() as u128;
+    collisions * 251 <= n * n
+}
+
+/// `data` as stored deflate blocks (the chunk starts byte-aligned, after a
+/// sync flush, so each block header is one byte); the last block ends the
+/// stream when `last`. Costs 5 bytes per 64 KiB instead of a match search
+/// that would find nothing.
+fn store(data: &[u8], last: bool) -> Vec<u8> {
+    let blocks: Vec<&[u8]> = data.chunks(usize::from(u16::MAX)).collect();
+    let mut out = Vec::with_capacity(data.len() + 5 * blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let len = block.len() as u16;
+        out.push(u8::from(last && i + 1 == blocks.len()));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out
+}
+
 /// One chunk as raw deflate primed with `dictionary`; ends the stream when
-/// `last`, else with a sync flush.
-fn deflate(c: &mut Compress, data: &[u8], dictionary: &[u8], last: bool) -> io::Result<Vec<u8>> {
-    // Reusing one compressor per thread saves allocating and clearing its
-    // tables for every chunk.
-    c.reset();
+/// `last`, else with a sync flush. A chunk that looks incompressible is
+/// stored as it is.
+fn deflate(level: u32, data: &[u8], dictionary: &[u8], last: bool) -> io::Result<Vec<u8>> {
+    if incompressible(data) {
+        return Ok(store(data, last));
+    }
+    // A new compressor for every chunk: a reset one keeps stale window
+    // bytes that can steer its choice between equally long matches at the
+    // chunk's end, which made the bytes depend on which thread compressed
+    // what before. (A new one costs no measurable time.)
+    let mut c = Compress::new(Compression::new(level), false);
     if !dictionary.is_empty() {
         c.set_dictionary(dictionary).map_err(io::Error::other)?;
     }
@@ -231,6 +358,38 @@ mod tests {
             .collect()
     }
 
+    /// Source-like text: words of a small vocabulary in pseudo-random order,
+    /// so chunks end in the middle of many equally long matches.
+    fn words(len: usize) -> Vec<u8> {
+        let vocabulary: Vec<&[u8]> = b"def class return import self if else for in not and or None True data layer image build cache ( ) [ ] : , . = == + -"
+            .split(|&b| b == b' ')
+            .collect();
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut out = Vec::with_capacity(len + 16);
+        while out.len() < len {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            out.extend_from_slice(vocabulary[(state % vocabulary.len() as u64) as usize]);
+            out.push(if state.is_multiple_of(9) { b'\n' } else { b' ' });
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// Incompressible bytes (xorshift output).
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect()
+    }
+
     fn gzip(data: &[u8], threads: usize, write_size: usize) -> Vec<u8> {
         let mut w = ParallelGzip::new(Vec::new(), 6, threads);
         for piece in data.chunks(write_size.max(1)) {
@@ -271,6 +430,51 @@ mod tests {
         let one = gzip(&data, 1, 1 << 20);
         assert_eq!(gzip(&data, 2, 4096), one);
         assert_eq!(gzip(&data, 8, 77_777), one);
+    }
+
+    #[test]
+    fn text_bytes_do_not_depend_on_threads() {
+        // A compressor reused across chunks made these differ (stale window
+        // bytes); every chunk now gets a new one.
+        let data = words(24 * CHUNK + 77);
+        let one = gzip(&data, 1, 1 << 20);
+        assert_eq!(gunzip(&one), data);
+        assert_eq!(gzip(&data, 2, 100_000), one);
+        assert_eq!(gzip(&data, 3, 65_536), one);
+    }
+
+    #[test]
+    fn incompressible_chunks_are_stored_and_text_is_not() {
+        assert!(incompressible(&noise(CHUNK, 7)));
+        assert!(!incompressible(&words(CHUNK)));
+        assert!(!incompressible(&vec![0u8; CHUNK]));
+        // Half noise, half zeros, as in a sparse binary.
+        let mut half = noise(CHUNK / 2, 9);
+        half.resize(CHUNK, 0);
+        assert!(!incompressible(&half));
+        // Small pieces are always deflated.
+        assert!(!incompressible(&noise(1000, 3)));
+
+        // Noise, text, noise, and a noise tail that ends the stream stored.
+        let mut data = noise(3 * CHUNK, 1);
+        data.extend(words(2 * CHUNK));
+        data.extend(noise(2 * CHUNK + 5000, 2));
+        let z = gzip(&data, 2, 50_000);
+        assert_eq!(gunzip(&z), data);
+        // Stored noise costs 5 bytes per 64 KiB block over the input.
+        let text_alone = gzip(&words(2 * CHUNK), 1, 1 << 20).len();
+        assert!(
+            z.len() < 5 * CHUNK + 5000 + text_alone + 200,
+            "{} bytes",
+            z.len()
+        );
+        assert_eq!(gzip(&data, 1, 1 << 20), z);
+        // Frozen: these bytes are part of every layer digest imgb makes.
+        let digest = crate::digest::Sha256Digest::of(&z).to_string();
+        assert_eq!(
+            digest,
+            "sha256:8c018ec5314272abc7159300137c262b1890ce92b7834b270d26594001657dd9"
+        );
     }
 
     #[test]
