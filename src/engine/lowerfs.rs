@@ -132,67 +132,57 @@ impl LowerFs {
     /// overlayfs's format (whiteouts are 0/0 character devices, opaque
     /// directories carry the opaque xattr) instead of its blob: walking a
     /// directory costs a fraction of decompressing a big base layer.
+    ///
+    /// `listing` names a file that keeps the walk's result: a layer dir never
+    /// changes, so the next build reads that file (milliseconds) instead of
+    /// walking the dir again (a tenth of a second for a Debian base). A
+    /// missing or damaged listing is made again.
     pub fn apply_layer_dir(
         &mut self,
         digest: &Sha256Digest,
         dir: &Path,
+        listing: Option<&Path>,
     ) -> Result<(), EngineError> {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let saved = listing.and_then(|path| std::fs::read(path).ok());
+        let entries = match saved.as_deref().and_then(decode_listing) {
+            Some(entries) => entries,
+            None => {
+                let entries = walk_layer_dir(dir)?;
+                if let Some(path) = listing {
+                    save_listing(path, &entries);
+                }
+                entries
+            }
+        };
         let index = self.layers.len();
         self.layers.push(*digest);
         self.dirs.push(Some(dir.to_path_buf()));
-        let walk = walkdir::WalkDir::new(dir)
-            .min_depth(1)
-            .follow_links(false)
-            .sort_by_file_name();
-        for entry in walk {
-            let entry = entry.map_err(|e| EngineError::Io {
-                path: e.path().unwrap_or(dir).to_path_buf(),
-                source: e.into(),
-            })?;
-            let Ok(rel) = entry.path().strip_prefix(dir) else {
-                continue;
-            };
-            let path = normalise(&rel.to_string_lossy());
-            let meta = entry.metadata().map_err(|e| EngineError::Io {
-                path: entry.path().to_path_buf(),
-                source: e.into(),
-            })?;
-            let ft = meta.file_type();
-            if ft.is_char_device() && meta.rdev() == 0 {
-                self.remove_tree(&path); // a whiteout
-                continue;
-            }
-            let kind = if ft.is_dir() {
-                let mut v = [0u8; 1];
-                let opaque = rustix::fs::lgetxattr(entry.path(), OVERLAY_OPAQUE_XATTR, &mut v)
-                    .is_ok_and(|n| v[..n] == *b"y");
-                if opaque {
-                    self.remove_lower_below(&path, index);
+        for e in entries {
+            let kind = match e.kind {
+                Listed::Whiteout => {
+                    self.remove_tree(&e.path);
+                    continue;
                 }
-                NodeKind::Dir
-            } else if ft.is_symlink() {
-                let target =
-                    std::fs::read_link(entry.path()).map_err(|source| EngineError::Io {
-                        path: entry.path().to_path_buf(),
-                        source,
-                    })?;
-                NodeKind::Symlink(target.to_string_lossy().into_owned())
-            } else if ft.is_file() {
-                NodeKind::File
-            } else {
-                NodeKind::Other
+                Listed::Dir { opaque } => {
+                    if opaque {
+                        self.remove_lower_below(&e.path, index);
+                    }
+                    NodeKind::Dir
+                }
+                Listed::Symlink(target) => NodeKind::Symlink(target),
+                Listed::File => NodeKind::File,
+                Listed::Other => NodeKind::Other,
             };
             if kind != NodeKind::Dir {
-                self.remove_tree(&path);
+                self.remove_tree(&e.path);
             }
             self.nodes.insert(
-                path,
+                e.path,
                 Node {
                     kind,
-                    mode: meta.mode() & 0o7777,
-                    uid: meta.uid(),
-                    gid: meta.gid(),
+                    mode: e.mode,
+                    uid: e.uid,
+                    gid: e.gid,
                     layer: index,
                 },
             );
@@ -342,6 +332,177 @@ impl LowerFs {
     }
 }
 
+/// What a layer dir holds at one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Listed {
+    Whiteout,
+    Dir { opaque: bool },
+    Symlink(String),
+    File,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ListedEntry {
+    path: String,
+    kind: Listed,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+/// The entries of a layer dir in overlayfs's format, parents first.
+fn walk_layer_dir(dir: &Path) -> Result<Vec<ListedEntry>, EngineError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let walk = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name();
+    let mut out = Vec::new();
+    for entry in walk {
+        let entry = entry.map_err(|e| EngineError::Io {
+            path: e.path().unwrap_or(dir).to_path_buf(),
+            source: e.into(),
+        })?;
+        let Ok(rel) = entry.path().strip_prefix(dir) else {
+            continue;
+        };
+        let path = normalise(&rel.to_string_lossy());
+        let meta = entry.metadata().map_err(|e| EngineError::Io {
+            path: entry.path().to_path_buf(),
+            source: e.into(),
+        })?;
+        let ft = meta.file_type();
+        let kind = if ft.is_char_device() && meta.rdev() == 0 {
+            Listed::Whiteout
+        } else if ft.is_dir() {
+            let mut v = [0u8; 1];
+            let opaque = rustix::fs::lgetxattr(entry.path(), OVERLAY_OPAQUE_XATTR, &mut v)
+                .is_ok_and(|n| v[..n] == *b"y");
+            Listed::Dir { opaque }
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(entry.path()).map_err(|source| EngineError::Io {
+                path: entry.path().to_path_buf(),
+                source,
+            })?;
+            Listed::Symlink(target.to_string_lossy().into_owned())
+        } else if ft.is_file() {
+            Listed::File
+        } else {
+            Listed::Other
+        };
+        out.push(ListedEntry {
+            path,
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+        });
+    }
+    Ok(out)
+}
+
+/// The first bytes of a listing file (its format version).
+const LISTING_MAGIC: &[u8] = b"imgb-layer-listing/1\n";
+
+/// A listing: the magic, then per entry a kind byte (0 whiteout, 1 dir,
+/// 2 opaque dir, 3 symlink, 4 file, 5 other), mode, uid, gid (u32 LE), the
+/// path and, for a symlink, its target (u32 LE length + bytes); then the
+/// entry count (u64 LE), so a truncated file is never taken for a short one.
+fn encode_listing(entries: &[ListedEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(LISTING_MAGIC.len() + entries.len() * 64);
+    out.extend_from_slice(LISTING_MAGIC);
+    let put = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
+    for e in entries {
+        let kind = match &e.kind {
+            Listed::Whiteout => 0u8,
+            Listed::Dir { opaque: false } => 1,
+            Listed::Dir { opaque: true } => 2,
+            Listed::Symlink(_) => 3,
+            Listed::File => 4,
+            Listed::Other => 5,
+        };
+        out.push(kind);
+        for v in [e.mode, e.uid, e.gid] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        put(&mut out, e.path.as_bytes());
+        if let Listed::Symlink(target) = &e.kind {
+            put(&mut out, target.as_bytes());
+        }
+    }
+    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    out
+}
+
+/// A listing's entries; `None` for anything not written by
+/// [`encode_listing`] in full.
+fn decode_listing(bytes: &[u8]) -> Option<Vec<ListedEntry>> {
+    let body = bytes.strip_prefix(LISTING_MAGIC)?;
+    let (body, count) = body.split_at_checked(body.len().checked_sub(8)?)?;
+    let count = u64::from_le_bytes(count.try_into().ok()?);
+    let mut rest = body;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        Some(head)
+    };
+    let mut out = Vec::new();
+    while let Some(kind) = take(1) {
+        let kind = kind[0];
+        let mut u32s = [0u32; 4];
+        for v in &mut u32s {
+            *v = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        }
+        let [mode, uid, gid, len] = u32s;
+        let path = String::from_utf8(take(len as usize)?.to_vec()).ok()?;
+        let kind = match kind {
+            0 => Listed::Whiteout,
+            1 => Listed::Dir { opaque: false },
+            2 => Listed::Dir { opaque: true },
+            3 => {
+                let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
+                Listed::Symlink(String::from_utf8(take(len as usize)?.to_vec()).ok()?)
+            }
+            4 => Listed::File,
+            5 => Listed::Other,
+            _ => return None,
+        };
+        out.push(ListedEntry {
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+        });
+    }
+    (out.len() as u64 == count).then_some(out)
+}
+
+/// Writes a listing atomically (temp file + rename); best effort: without
+/// it the next build walks the dir again.
+fn save_listing(path: &Path, entries: &[ListedEntry]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let Some(parent) = path.parent() else {
+        return;
+    };
+    let tmp = parent.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = std::fs::create_dir_all(parent)
+        .and_then(|()| std::fs::write(&tmp, encode_listing(entries)))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
 /// `path` without leading `/`, `./` or trailing `/`, cleaned.
 pub fn normalise(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
@@ -453,9 +614,36 @@ mod tests {
             let d = dir.path().join(format!("layer{i}"));
             std::fs::create_dir(&d).unwrap();
             crate::layer::unpack_layer_overlay(store.open_blob(l).unwrap(), &d).unwrap();
-            from_dirs.apply_layer_dir(l, &d).unwrap();
+            from_dirs.apply_layer_dir(l, &d, None).unwrap();
         }
         assert_eq!(from_dirs.nodes, fs2.nodes);
+
+        // With listings: the first view walks the dirs and saves them, the
+        // second reads them; a damaged listing is walked and saved again.
+        let lists = dir.path().join("lists");
+        let view = |damage: bool| {
+            let mut fs = LowerFs::empty();
+            for (i, l) in [l1, l2].iter().enumerate() {
+                let listing = lists.join(format!("l{i}"));
+                if damage && listing.exists() {
+                    let bytes = std::fs::read(&listing).unwrap();
+                    std::fs::write(&listing, &bytes[..bytes.len() - 3]).unwrap();
+                }
+                let d = dir.path().join(format!("layer{i}"));
+                fs.apply_layer_dir(l, &d, Some(&listing)).unwrap();
+            }
+            fs
+        };
+        assert_eq!(view(false).nodes, fs2.nodes);
+        for i in 0..2 {
+            let saved = std::fs::read(lists.join(format!("l{i}"))).unwrap();
+            let d = dir.path().join(format!("layer{i}"));
+            assert_eq!(decode_listing(&saved).unwrap(), walk_layer_dir(&d).unwrap());
+        }
+        assert_eq!(view(false).nodes, fs2.nodes);
+        assert_eq!(view(true).nodes, fs2.nodes);
+        assert!(decode_listing(&std::fs::read(lists.join("l1")).unwrap()).is_some());
+        assert!(decode_listing(b"imgb-layer-listing/1\n\x04").is_none());
         assert_eq!(
             from_dirs.read_file(&store, "/etc/passwd").unwrap().unwrap(),
             b"root:x:0:0::/:/bin/sh\n"

@@ -184,6 +184,12 @@ impl Snapshots {
         path.is_dir().then_some(path)
     }
 
+    /// Where the saved listing of `chain`'s layer dir goes (see
+    /// `LowerFs::apply_layer_dir`).
+    pub fn listing_path(&self, chain: &ChainId) -> PathBuf {
+        self.dir.join("lists").join(chain.digest().hex())
+    }
+
     /// Where the layer dir of `chain` is (whether or not it exists yet).
     fn layer_path(&self, chain: &ChainId) -> PathBuf {
         self.dir.join("layers").join(chain.digest().hex())

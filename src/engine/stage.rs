@@ -161,11 +161,12 @@ impl StageState {
         for (k, digest) in digests.iter().enumerate().skip(have) {
             // A layer already unpacked (by `imgb pull` or an earlier RUN)
             // is read from its directory, not decompressed again.
-            let dir = chains
-                .get(k)
-                .and_then(|chain| snapshots.existing_layer(chain));
+            let dir = chains.get(k).and_then(|chain| {
+                let dir = snapshots.existing_layer(chain)?;
+                Some((dir, snapshots.listing_path(chain)))
+            });
             let applied = match dir {
-                Some(dir) => lower.apply_layer_dir(digest, &dir),
+                Some((dir, listing)) => lower.apply_layer_dir(digest, &dir, Some(&listing)),
                 None => lower.apply_layer(store, digest),
             };
             if let Err(e) = applied {
