@@ -180,6 +180,11 @@ class Bench:
             else:
                 argv = tool.build(wl, no_cache=(scen == "nocache"))
             try:
+                # Setup (a reset's pull and unpack) and the previous sample
+                # leave dirty pages; written back during the timed command,
+                # they would bill one tool for another's writes (an fsync
+                # on ext4 waits for the whole journal commit).
+                subprocess.run(["sync"])
                 measure.preread(wl.context)
                 waited, idle = measure.wait_idle(CFG["idle_busy"], CFG["idle_max"])
                 self.log.write("$ %s\n" % " ".join(argv))

@@ -138,7 +138,7 @@ pub struct Target<'a> {
 
 /// The archive's entries as planned layer entries under `target.dest`,
 /// file contents staged in `staging`. Hard links come out as files sharing
-/// one staged file; [`super::add::relink`] turns them back into links once
+/// one staged file; `relink` (add.rs) turns them back into links once
 /// the layer order is known.
 pub fn extract(
     stream: Box<dyn Read>,
