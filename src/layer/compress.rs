@@ -9,9 +9,16 @@
 use std::io::{self, Write};
 use std::str::FromStr;
 
+use std::sync::Arc;
+
+use super::memo::ChunkMemo;
 use super::pgzip::ParallelGzip;
 use super::LayerError;
 use crate::store::BlobWriter;
+
+/// A chunk of a gzip layer for the memo: key, offset in the blob, length,
+/// output CRC-32.
+pub(super) type RecordedChunk = ([u8; 32], u64, u32, u32);
 
 /// Default gzip level: 2. In zlib-rs (a port of zlib-ng) that is the fast
 /// greedy matcher, which compresses about as well as `gzip -1` and Go's
@@ -95,15 +102,22 @@ impl Encoder {
         compression: Compression,
         level: i32,
         out: BlobWriter,
+        memo: Option<Arc<ChunkMemo>>,
     ) -> Result<Encoder, LayerError> {
         Ok(match compression {
             // Chunked, on every core; the bytes do not depend on the number
             // of cores (see pgzip.rs).
-            Compression::Gzip => Encoder::Gzip(ParallelGzip::new(
-                out,
-                level.unsigned_abs(),
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-            )),
+            Compression::Gzip => {
+                let gzip = ParallelGzip::new(
+                    out,
+                    level.unsigned_abs(),
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                );
+                Encoder::Gzip(match memo {
+                    Some(memo) => gzip.with_memo(memo),
+                    None => gzip,
+                })
+            }
             Compression::Zstd => Encoder::Zstd(
                 zstd::stream::write::Encoder::new(out, level)
                     .map_err(|source| LayerError::Compress { source })?,
@@ -112,11 +126,12 @@ impl Encoder {
         })
     }
 
-    pub(super) fn finish(self) -> io::Result<BlobWriter> {
+    /// Ends the stream; for gzip, also the chunks to record in the memo.
+    pub(super) fn finish(self) -> io::Result<(BlobWriter, Vec<RecordedChunk>)> {
         match self {
-            Encoder::Gzip(e) => e.finish(),
-            Encoder::Zstd(e) => e.finish(),
-            Encoder::None(w) => Ok(w),
+            Encoder::Gzip(e) => e.finish_with_chunks(),
+            Encoder::Zstd(e) => Ok((e.finish()?, Vec::new())),
+            Encoder::None(w) => Ok((w, Vec::new())),
         }
     }
 }

@@ -16,11 +16,13 @@
 
 mod compress;
 mod header;
+mod memo;
 mod pgzip;
 mod tree;
 mod unpack;
 
 pub use compress::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL};
+use memo::ChunkMemo;
 pub use tree::TreeOptions;
 pub use unpack::{decompressed, unpack_layer, unpack_layer_overlay, OVERLAY_OPAQUE_XATTR};
 
@@ -207,6 +209,8 @@ pub fn entry_order(a: &Path, b: &Path) -> Ordering {
 /// Writes one layer into the store; see the module docs.
 pub struct LayerWriter {
     out: HashingWriter<Encoder>,
+    /// Where a gzip layer's chunks are recorded once committed.
+    memo: Option<std::sync::Arc<ChunkMemo>>,
     media_type: &'static str,
     source_date_epoch: Option<u64>,
     previous: Option<PathBuf>,
@@ -217,8 +221,10 @@ impl LayerWriter {
     pub fn new(store: &ContentStore, opts: &LayerOptions) -> Result<LayerWriter, LayerError> {
         let level = opts.compression.level(opts.level)?;
         let blob = store.writer()?;
+        let memo = (opts.compression == Compression::Gzip).then(|| ChunkMemo::of_store(store));
         Ok(LayerWriter {
-            out: HashingWriter::new(Encoder::new(opts.compression, level, blob)?),
+            out: HashingWriter::new(Encoder::new(opts.compression, level, blob, memo.clone())?),
+            memo,
             media_type: opts.compression.media_type(),
             source_date_epoch: opts.source_date_epoch,
             previous: None,
@@ -333,10 +339,13 @@ impl LayerWriter {
     pub fn finish(mut self) -> Result<Layer, LayerError> {
         self.write(&[0; 2 * BLOCK])?;
         let (encoder, diff_id, diff_size) = self.out.finish();
-        let blob = encoder
+        let (writer, chunks) = encoder
             .finish()
-            .map_err(|source| LayerError::Stream { source })?
-            .commit(None)?;
+            .map_err(|source| LayerError::Stream { source })?;
+        let blob = writer.commit(None)?;
+        if let (Some(memo), false) = (&self.memo, chunks.is_empty()) {
+            memo.record(&blob.digest, &chunks);
+        }
         Ok(Layer {
             digest: blob.digest,
             size: blob.size,

@@ -21,6 +21,9 @@ use std::thread::JoinHandle;
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
+use super::compress::RecordedChunk;
+use super::memo::{chunk_key, crc32, ChunkMemo, MIN_CHUNKS};
+
 /// Input per chunk (pigz's default block size).
 pub const CHUNK: usize = 128 * 1024;
 /// The deflate window: how much earlier input primes a chunk.
@@ -29,15 +32,47 @@ const WINDOW: usize = 32 * 1024;
 const IN_FLIGHT_PER_THREAD: usize = 4;
 
 /// One chunk to compress: its place in the stream, its bytes, the window of
-/// input before it, and whether it ends the stream.
+/// input before it, whether it ends the stream, and the memo of earlier
+/// chunks to look it up in (for chunks past the first [`MIN_CHUNKS`]).
 struct Job {
     index: u64,
+    level: u32,
     data: Vec<u8>,
     dictionary: Vec<u8>,
     last: bool,
+    memo: Option<Arc<ChunkMemo>>,
 }
 
-type Done = (u64, io::Result<Vec<u8>>);
+/// A chunk's output; with a memo, also its key and the output's CRC-32 (to
+/// be recorded).
+struct Output {
+    bytes: Vec<u8>,
+    recorded: Option<([u8; 32], u32)>,
+}
+
+type Done = (u64, io::Result<Output>);
+
+/// The chunk's output: copied from an earlier layer when the memo has it,
+/// else compressed.
+fn produce(job: &Job) -> io::Result<Output> {
+    let Some(memo) = &job.memo else {
+        let bytes = deflate(job.level, &job.data, &job.dictionary, job.last)?;
+        return Ok(Output {
+            bytes,
+            recorded: None,
+        });
+    };
+    let key = chunk_key(job.level, job.last, &job.dictionary, &job.data);
+    let bytes = match memo.get(&key) {
+        Some(bytes) => bytes,
+        None => deflate(job.level, &job.data, &job.dictionary, job.last)?,
+    };
+    let crc = crc32(&bytes);
+    Ok(Output {
+        bytes,
+        recorded: Some((key, crc)),
+    })
+}
 
 /// Worker threads that compress jobs and send back the outputs.
 struct Pool {
@@ -47,7 +82,7 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(threads: usize, level: u32) -> Pool {
+    fn new(threads: usize) -> Pool {
         let (jobs, queue) = mpsc::sync_channel::<Job>(threads * IN_FLIGHT_PER_THREAD);
         let queue = Arc::new(Mutex::new(queue));
         let (done, results) = mpsc::channel::<Done>();
@@ -62,7 +97,7 @@ impl Pool {
                         },
                         Err(_) => return,
                     };
-                    let out = deflate(level, &job.data, &job.dictionary, job.last);
+                    let out = produce(&job);
                     if done.send((job.index, out)).is_err() {
                         return;
                     }
@@ -104,7 +139,13 @@ pub struct ParallelGzip<W: Write> {
     submitted: u64,
     written: u64,
     /// Outputs that came back ahead of their turn.
-    ready: BTreeMap<u64, Vec<u8>>,
+    ready: BTreeMap<u64, Output>,
+    /// Earlier layers' chunks, when this layer may reuse them.
+    memo: Option<Arc<ChunkMemo>>,
+    /// Bytes written so far (the next output's offset in the blob).
+    offset: u64,
+    /// Chunks to record: key, offset, length, output CRC-32.
+    recorded: Vec<RecordedChunk>,
     crc: Crc,
     header_written: bool,
 }
@@ -123,9 +164,18 @@ impl<W: Write> ParallelGzip<W> {
             submitted: 0,
             written: 0,
             ready: BTreeMap::new(),
+            memo: None,
+            offset: 0,
+            recorded: Vec::new(),
             crc: Crc::new(),
             header_written: false,
         }
+    }
+
+    /// Looks chunks up in (and records them for) `memo`: see memo.rs.
+    pub fn with_memo(mut self, memo: Arc<ChunkMemo>) -> Self {
+        self.memo = Some(memo);
+        self
     }
 
     /// The gzip header: no name, mtime 0, OS 255 ("unknown"), as flate2's
@@ -145,28 +195,30 @@ impl<W: Write> ParallelGzip<W> {
         if !self.header_written {
             let header = self.header();
             self.out.write_all(&header)?;
+            self.offset = header.len() as u64;
             self.header_written = true;
         }
         let dictionary = std::mem::replace(&mut self.dictionary, tail(&data).to_vec());
         let index = self.submitted;
         self.submitted += 1;
+        let job = Job {
+            index,
+            level: self.level,
+            data,
+            dictionary,
+            last,
+            memo: self.memo.clone().filter(|_| index >= MIN_CHUNKS),
+        };
         if self.threads == 1 {
-            let out = deflate(self.level, &data, &dictionary, last)?;
-            self.written += 1;
-            return self.out.write_all(&out);
+            let out = produce(&job)?;
+            return self.emit(out);
         }
         // Keep at most a few chunks per thread in flight.
         while self.submitted - self.written > (self.threads * IN_FLIGHT_PER_THREAD) as u64 {
             self.collect(true)?;
         }
-        let (threads, level) = (self.threads, self.level);
-        let pool = self.pool.get_or_insert_with(|| Pool::new(threads, level));
-        let job = Job {
-            index,
-            data,
-            dictionary,
-            last,
-        };
+        let threads = self.threads;
+        let pool = self.pool.get_or_insert_with(|| Pool::new(threads));
         match &pool.jobs {
             Some(jobs) if jobs.send(job).is_ok() => {}
             _ => return Err(io::Error::other("a compression thread panicked")),
@@ -192,15 +244,33 @@ impl<W: Write> ParallelGzip<W> {
             self.ready.insert(i, out?);
         }
         while let Some(out) = self.ready.remove(&self.written) {
-            self.out.write_all(&out)?;
-            self.written += 1;
+            self.emit(out)?;
         }
+        Ok(())
+    }
+
+    /// Writes the next output in order.
+    fn emit(&mut self, out: Output) -> io::Result<()> {
+        self.out.write_all(&out.bytes)?;
+        if let Some((key, crc)) = out.recorded {
+            self.recorded
+                .push((key, self.offset, out.bytes.len() as u32, crc));
+        }
+        self.offset += out.bytes.len() as u64;
+        self.written += 1;
         Ok(())
     }
 
     /// Ends the stream (trailer: CRC-32 and size mod 2^32) and returns the
     /// inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
+    #[cfg(test)]
+    pub fn finish(self) -> io::Result<W> {
+        Ok(self.finish_with_chunks()?.0)
+    }
+
+    /// [`finish`](Self::finish), also returning the chunks to record in the
+    /// memo (key, offset in the stream, length, output CRC-32).
+    pub fn finish_with_chunks(mut self) -> io::Result<(W, Vec<RecordedChunk>)> {
         // The last chunk (possibly empty) ends the deflate stream.
         let current = std::mem::take(&mut self.current);
         match self.held.take() {
@@ -216,9 +286,14 @@ impl<W: Write> ParallelGzip<W> {
         }
         self.out.write_all(&self.crc.sum().to_le_bytes())?;
         self.out.write_all(&self.crc.amount().to_le_bytes())?;
-        let ParallelGzip { out, pool, .. } = self;
+        let ParallelGzip {
+            out,
+            pool,
+            recorded,
+            ..
+        } = self;
         drop(pool);
-        Ok(out)
+        Ok((out, recorded))
     }
 }
 

@@ -526,3 +526,98 @@ fn overlay_format_round_trips_through_the_upper_dir_walk() {
         .collect();
     assert_eq!(names, [".wh.gone", "d/", "d/.wh..wh..opq", "d/f"]);
 }
+
+/// A layer of `chunks` pgzip chunks of mixed content (text, then noise),
+/// with the last file's content given.
+fn big_layer(s: &ContentStore, tail: &[u8]) -> Layer {
+    let mut w = LayerWriter::new(s, &LayerOptions::default()).unwrap();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..12 {
+        let body: Vec<u8> = (0..512 * 1024)
+            .map(|j| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                if i % 3 == 2 {
+                    state as u8
+                } else {
+                    b"fn main() { let layer = build(cache, image); }\n"
+                        [(j + (state % 7) as usize) % 47]
+                }
+            })
+            .collect();
+        let entry = Entry {
+            path: format!("f{i:02}").into(),
+            kind: EntryKind::File {
+                size: body.len() as u64,
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Default::default(),
+        };
+        w.append(&entry, Some(&mut &body[..])).unwrap();
+    }
+    let entry = Entry {
+        path: "zz-late".into(),
+        kind: EntryKind::File {
+            size: tail.len() as u64,
+        },
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        xattrs: Default::default(),
+    };
+    w.append(&entry, Some(&mut &tail[..])).unwrap();
+    w.finish().unwrap()
+}
+
+#[test]
+fn gzip_chunks_of_an_earlier_layer_are_reused_byte_for_byte() {
+    // The reference: each layer written into a store of its own, where
+    // nothing is on record and every chunk is compressed.
+    let fresh = |tail: &[u8]| {
+        let (_d, s) = store();
+        big_layer(&s, tail).digest
+    };
+    let (_d, s) = store();
+    let memo = memo::ChunkMemo::of_store(&s);
+    let first = big_layer(&s, b"original");
+    assert_eq!(first.digest, fresh(b"original"));
+    assert_eq!(memo.hits(), 0, "nothing on record yet");
+
+    // The same layer again: every chunk past the first 32 is copied, and
+    // the bytes are those compressing gives.
+    let again = big_layer(&s, b"original");
+    assert_eq!(again.digest, first.digest);
+    let chunks = first.diff_size.div_ceil(128 * 1024);
+    assert_eq!(memo.hits(), chunks - memo::MIN_CHUNKS);
+
+    // Only the tail changed: the chunks before it are copied, the last is
+    // compressed, and the result is still byte for byte a fresh layer.
+    let before = memo.hits();
+    let changed = big_layer(&s, b"changed, and longer than before");
+    assert_ne!(changed.digest, first.digest);
+    assert_eq!(changed.digest, fresh(b"changed, and longer than before"));
+    assert_eq!(memo.hits() - before, chunks - memo::MIN_CHUNKS - 1);
+
+    // A damaged blob is not copied from: the output CRC is checked. (The
+    // chunks are on record in `changed`'s blob now, the latest to hold
+    // them.)
+    let path = s.blob_path(&changed.digest);
+    let mut bytes = fs::read(&path).unwrap();
+    let at = bytes.len() - bytes.len() / 5;
+    bytes[at] ^= 0xff;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&path, &bytes).unwrap();
+    let before = memo.hits();
+    let again = big_layer(&s, b"original");
+    let copied = memo.hits() - before;
+    assert!(
+        copied > 0 && copied < chunks - memo::MIN_CHUNKS,
+        "{copied} copied"
+    );
+    assert_eq!(again.digest, fresh(b"original"));
+}

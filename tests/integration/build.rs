@@ -424,3 +424,59 @@ fn a_linked_copy_is_reused_when_the_layers_below_change() {
     has(&tree, "app/app.txt", "file 644 0:0 A");
     has(&tree, "last.txt", "file 644 0:0 L");
 }
+
+#[test]
+fn rewriting_a_big_layer_copies_recorded_gzip_chunks_byte_for_byte() {
+    // 12 MiB of text and noise (96 pgzip chunks), then a late file.
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect()
+    };
+    let text: Vec<u8> = b"let layer = build(cache, image); // imgb\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(4 << 20)
+        .collect();
+    let ctx = Context::new()
+        .file("Dockerfile", "FROM scratch\nCOPY . /data/\n")
+        .file("a-text", &text)
+        .file("b-noise", noise(4 << 20))
+        .file("c-text", &text)
+        .file("zz-late", "original");
+    let imgb = Imgb::new();
+    let first = build_in(&imgb, &ctx, &[]);
+    first.run.success();
+    let records = imgb.home.path().join("gzip-chunks");
+    let size = std::fs::metadata(&records).expect("chunks recorded").len();
+    assert!(size > 0 && size % 80 == 0, "{size} bytes of records");
+
+    // --no-cache writes the layer again from the records: the same bytes,
+    // and nothing new on record.
+    let again = build_in(&imgb, &ctx, &["--no-cache"]);
+    again.run.success();
+    assert_eq!(again.layer_digests(), first.layer_digests());
+    assert_eq!(std::fs::metadata(&records).expect("records").len(), size);
+
+    // A changed late file: the layer equals one compressed from scratch in
+    // an empty state dir, and holds the new content.
+    std::fs::write(ctx.join("zz-late"), "changed, and longer").expect("write");
+    let changed = build_in(&imgb, &ctx, &[]);
+    changed.run.success();
+    let scratch = build_in(&Imgb::new(), &ctx, &[]);
+    scratch.run.success();
+    assert_ne!(changed.layer_digests(), first.layer_digests());
+    assert_eq!(changed.layer_digests(), scratch.layer_digests());
+    assert_eq!(
+        changed.tree().get("data/zz-late").map(String::as_str),
+        Some("file 644 0:0 changed, and longer")
+    );
+    assert!(std::fs::metadata(&records).expect("records").len() > size);
+}
