@@ -456,7 +456,10 @@ fn rewriting_a_big_layer_copies_recorded_gzip_chunks_byte_for_byte() {
     first.run.success();
     let records = imgb.home.path().join("gzip-chunks");
     let size = std::fs::metadata(&records).expect("chunks recorded").len();
-    assert!(size > 0 && size % 80 == 0, "{size} bytes of records");
+    assert!(
+        size > 0 && size.is_multiple_of(80),
+        "{size} bytes of records"
+    );
 
     // --no-cache writes the layer again from the records: the same bytes,
     // and nothing new on record.
