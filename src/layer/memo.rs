@@ -37,8 +37,8 @@ const ENCODER: &[u8] = b"imgb-pgzip/3 zlib-rs-0.6.8";
 /// Layers smaller than this many chunks (4 MiB) are neither looked up nor
 /// recorded: compressing them costs little.
 pub const MIN_CHUNKS: u64 = 32;
-/// Records kept at most: 12.5 GiB of layer input, an 11 MB file, about
-/// 15 MB of memory once loaded.
+/// Records kept at most: 12.5 GiB of layer input, an 8 MB file, about
+/// 10 MB of memory once loaded.
 const MAX_RECORDS: usize = 100_000;
 /// key, blob digest, offset (u64 LE), length (u32 LE), output CRC-32 (u32
 /// LE).
