@@ -248,6 +248,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_encoder_name_follows_the_locked_zlib_rs() {
+        // Records made by another zlib-rs may not be copied: a zlib-rs
+        // update in Cargo.lock must come with a new ENCODER name.
+        let lock = include_str!("../../Cargo.lock");
+        let at = lock
+            .find("name = \"zlib-rs\"\nversion = \"")
+            .expect("zlib-rs locked");
+        let version = lock[at..].lines().nth(1).expect("version line");
+        let version = version
+            .trim_start_matches("version = \"")
+            .trim_end_matches('"');
+        let name = std::str::from_utf8(ENCODER).expect("utf-8");
+        assert!(
+            name.ends_with(&format!(" zlib-rs-{version}")),
+            "{name} vs {version}"
+        );
+    }
+
+    #[test]
     fn records_are_found_only_while_their_bytes_are_intact() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::open(dir.path()).unwrap();
