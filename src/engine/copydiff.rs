@@ -98,7 +98,7 @@ pub fn prune(old: Option<&Path>, new: &Path) -> Result<bool, EngineError> {
                 // marks such a directory opaque.
                 rustix::fs::lsetxattr(
                     &n,
-                    "trusted.overlay.opaque",
+                    crate::layer::OVERLAY_OPAQUE_XATTR,
                     b"y",
                     rustix::fs::XattrFlags::empty(),
                 )

@@ -9,7 +9,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Sha256Digest;
-use crate::layer::{decompressed, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
+use crate::layer::{
+    decompressed, is_overlay_opaque, is_overlay_whiteout, OPAQUE_MARKER, WHITEOUT_PREFIX,
+};
 use crate::store::ContentStore;
 
 use super::EngineError;
@@ -353,7 +355,7 @@ struct ListedEntry {
 
 /// The entries of a layer dir in overlayfs's format, parents first.
 fn walk_layer_dir(dir: &Path) -> Result<Vec<ListedEntry>, EngineError> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::os::unix::fs::MetadataExt;
     let walk = walkdir::WalkDir::new(dir)
         .min_depth(1)
         .follow_links(false)
@@ -373,13 +375,12 @@ fn walk_layer_dir(dir: &Path) -> Result<Vec<ListedEntry>, EngineError> {
             source: e.into(),
         })?;
         let ft = meta.file_type();
-        let kind = if ft.is_char_device() && meta.rdev() == 0 {
+        let kind = if is_overlay_whiteout(&meta) {
             Listed::Whiteout
         } else if ft.is_dir() {
-            let mut v = [0u8; 1];
-            let opaque = rustix::fs::lgetxattr(entry.path(), OVERLAY_OPAQUE_XATTR, &mut v)
-                .is_ok_and(|n| v[..n] == *b"y");
-            Listed::Dir { opaque }
+            Listed::Dir {
+                opaque: is_overlay_opaque(entry.path()),
+            }
         } else if ft.is_symlink() {
             let target = std::fs::read_link(entry.path()).map_err(|source| EngineError::Io {
                 path: entry.path().to_path_buf(),
@@ -482,24 +483,13 @@ fn decode_listing(bytes: &[u8]) -> Option<Vec<ListedEntry>> {
     (out.len() as u64 == count).then_some(out)
 }
 
-/// Writes a listing atomically (temp file + rename); best effort: without
-/// it the next build walks the dir again.
+/// Writes a listing atomically; best effort: without it the next build
+/// walks the dir again.
 fn save_listing(path: &Path, entries: &[ListedEntry]) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let Some(parent) = path.parent() else {
-        return;
-    };
-    let tmp = parent.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = std::fs::create_dir_all(parent)
-        .and_then(|()| std::fs::write(&tmp, encode_listing(entries)))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    if let Some(parent) = path.parent() {
+        if std::fs::create_dir_all(parent).is_ok() {
+            let _ = crate::store::write_atomic(path, &encode_listing(entries));
+        }
     }
 }
 

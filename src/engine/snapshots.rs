@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::digest::Sha256Digest;
 use crate::image::{ChainId, Descriptor};
-use crate::layer::{unpack_layer, unpack_layer_overlay, OVERLAY_OPAQUE_XATTR};
+use crate::layer::{is_overlay_opaque, is_overlay_whiteout, unpack_layer, unpack_layer_overlay};
 use crate::store::ContentStore;
 
 use super::snapshot::copy_tree;
@@ -232,7 +232,6 @@ impl Snapshots {
         lower: &Lower,
         rel: &str,
     ) -> Result<Lookup, EngineError> {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
         let dirs = self.layers(store, lower)?;
         for dir in dirs.iter().rev() {
@@ -248,8 +247,8 @@ impl Snapshots {
                 if ft.is_symlink() {
                     return Ok(Lookup::Symlink);
                 }
-                if ft.is_char_device() && meta.rdev() == 0 {
-                    return Ok(Lookup::Missing); // a whiteout
+                if is_overlay_whiteout(&meta) {
+                    return Ok(Lookup::Missing);
                 }
                 if i + 1 == parts.len() {
                     if !ft.is_file() {
@@ -260,9 +259,7 @@ impl Snapshots {
                 if !ft.is_dir() {
                     return Ok(Lookup::Missing);
                 }
-                let mut v = [0u8; 1];
-                opaque |= rustix::fs::lgetxattr(&at, OVERLAY_OPAQUE_XATTR, &mut v)
-                    .is_ok_and(|n| v[..n] == *b"y");
+                opaque |= is_overlay_opaque(&at);
             }
             if opaque {
                 return Ok(Lookup::Missing);

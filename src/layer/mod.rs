@@ -24,7 +24,10 @@ mod unpack;
 pub use compress::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL};
 use memo::ChunkMemo;
 pub use tree::TreeOptions;
-pub use unpack::{decompressed, unpack_layer, unpack_layer_overlay, OVERLAY_OPAQUE_XATTR};
+pub use unpack::{
+    decompressed, is_overlay_opaque, is_overlay_whiteout, unpack_layer, unpack_layer_overlay,
+    OVERLAY_OPAQUE_XATTR,
+};
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;

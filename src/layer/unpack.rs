@@ -144,6 +144,19 @@ enum Format {
 /// The xattr overlayfs reads to make a directory opaque.
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
+/// Whether `meta` (from `symlink_metadata`) is an overlayfs whiteout: a 0/0
+/// character device.
+pub fn is_overlay_whiteout(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+/// Whether the directory at `path` carries overlayfs's opaque xattr.
+pub fn is_overlay_opaque(path: &Path) -> bool {
+    let mut v = [0u8; 1];
+    rustix::fs::lgetxattr(path, OVERLAY_OPAQUE_XATTR, &mut v).is_ok_and(|n| v[..n] == *b"y")
+}
+
 /// Unpacks one layer stream (compressed or not) onto `root`.
 pub fn unpack_layer(reader: impl Read, root: &Path) -> Result<(), LayerError> {
     unpack(reader, root, Format::Merged)
