@@ -62,6 +62,13 @@ pub fn chunk_key(level: u32, last: bool, dictionary: &[u8], data: &[u8]) -> [u8;
     *h.finish().as_bytes()
 }
 
+/// `N` bytes of `record` from `at`.
+fn field<const N: usize>(record: &[u8], at: usize) -> [u8; N] {
+    let mut f = [0u8; N];
+    f.copy_from_slice(&record[at..at + N]);
+    f
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Record {
     blob: Sha256Digest,
@@ -124,43 +131,26 @@ impl ChunkMemo {
     }
 
     fn load(&self) -> HashMap<[u8; 32], Record> {
-        {
-            let mut map = HashMap::new();
-            let Ok(bytes) = fs::read(&self.path) else {
-                return map;
+        let mut map = HashMap::new();
+        let Ok(bytes) = fs::read(&self.path) else {
+            return map;
+        };
+        // A torn last record (a crash mid-append) is left out.
+        for r in bytes.chunks_exact(RECORD) {
+            let record = Record {
+                blob: Sha256Digest::from_bytes(field(r, 32)),
+                offset: u64::from_le_bytes(field(r, 64)),
+                len: u32::from_le_bytes(field(r, 72)),
+                crc: u32::from_le_bytes(field(r, 76)),
             };
-            // A torn last record (a crash mid-append) is left out.
-            for r in bytes.chunks_exact(RECORD) {
-                let digest = |at: usize| {
-                    let mut d = [0u8; 32];
-                    d.copy_from_slice(&r[at..at + 32]);
-                    Sha256Digest::from_bytes(d)
-                };
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&r[..32]);
-                let mut offset = [0u8; 8];
-                offset.copy_from_slice(&r[64..72]);
-                let mut len = [0u8; 4];
-                len.copy_from_slice(&r[72..76]);
-                let mut crc = [0u8; 4];
-                crc.copy_from_slice(&r[76..80]);
-                map.insert(
-                    key,
-                    Record {
-                        blob: digest(32),
-                        offset: u64::from_le_bytes(offset),
-                        len: u32::from_le_bytes(len),
-                        crc: u32::from_le_bytes(crc),
-                    },
-                );
-            }
-            map
+            map.insert(field(r, 0), record);
         }
+        map
     }
 
-    /// The compressed output recorded for `key`, if its blob still holds it
-    /// intact.
-    pub fn get(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
+    /// The compressed output recorded for `key` and its CRC-32, if its blob
+    /// still holds it intact.
+    pub fn get(&self, key: &[u8; 32]) -> Option<(Vec<u8>, u32)> {
         let r = self.lookup(key)?;
         let file = File::open(self.store.blob_path(&r.blob)).ok()?;
         let mut out = vec![0u8; r.len as usize];
@@ -169,11 +159,11 @@ impl ChunkMemo {
             return None;
         }
         self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(out)
+        Some((out, r.crc))
     }
 
     /// Records the chunks of the blob `blob`: each chunk's key, offset and
-    /// output hash. Best effort: without records, the next build compresses.
+    /// output CRC. Best effort: without records, the next build compresses.
     pub fn record(&self, blob: &Sha256Digest, chunks: &[super::compress::RecordedChunk]) {
         // A layer made again from the same chunks (`--no-cache`) is on
         // record already.
@@ -219,14 +209,7 @@ impl ChunkMemo {
             let old = fs::read(&self.path)?;
             let whole = old.len() - old.len() % RECORD;
             let keep = (whole / RECORD / 2) * RECORD;
-            let tmp = self
-                .path
-                .with_extension(format!("tmp.{}", std::process::id()));
-            let written = fs::write(&tmp, &old[whole - keep..whole])
-                .and_then(|()| fs::rename(&tmp, &self.path));
-            if written.is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
+            let _ = crate::store::write_atomic(&self.path, &old[whole - keep..whole]);
         } else if !(size as usize).is_multiple_of(RECORD) {
             // A torn record (crash mid-append) would misalign every later
             // one: cut it off first.
@@ -285,8 +268,14 @@ mod tests {
             ],
         );
         let memo = ChunkMemo::new(&store);
-        assert_eq!(memo.get(&key_a).as_deref(), Some(&b"AAAA"[..]));
-        assert_eq!(memo.get(&key_b).as_deref(), Some(&b"bbbbbb"[..]));
+        assert_eq!(
+            memo.get(&key_a).map(|(b, _)| b).as_deref(),
+            Some(&b"AAAA"[..])
+        );
+        assert_eq!(
+            memo.get(&key_b).map(|(b, _)| b).as_deref(),
+            Some(&b"bbbbbb"[..])
+        );
         assert_eq!(memo.get(&key_c), None, "output CRC differs");
         // The key covers level, end flag and dictionary.
         assert_ne!(key_a, chunk_key(6, false, b"", b"a"));
@@ -303,8 +292,14 @@ mod tests {
         memo.record(&other.digest, &[(key_d, 0, 2, crc32(b"zz"))]);
         assert_eq!(fs::metadata(&path).unwrap().len() as usize % RECORD, 0);
         let memo = ChunkMemo::new(&store);
-        assert_eq!(memo.get(&key_d).as_deref(), Some(&b"zz"[..]));
-        assert_eq!(memo.get(&key_a).as_deref(), Some(&b"AAAA"[..]));
+        assert_eq!(
+            memo.get(&key_d).map(|(b, _)| b).as_deref(),
+            Some(&b"zz"[..])
+        );
+        assert_eq!(
+            memo.get(&key_a).map(|(b, _)| b).as_deref(),
+            Some(&b"AAAA"[..])
+        );
 
         // A pruned blob is a miss.
         fs::remove_file(store.blob_path(&other.digest)).unwrap();

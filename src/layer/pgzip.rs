@@ -63,11 +63,14 @@ fn produce(job: &Job) -> io::Result<Output> {
         });
     };
     let key = chunk_key(job.level, job.last, &job.dictionary, &job.data);
-    let bytes = match memo.get(&key) {
-        Some(bytes) => bytes,
-        None => deflate(job.level, &job.data, &job.dictionary, job.last)?,
+    let (bytes, crc) = match memo.get(&key) {
+        Some(copied) => copied,
+        None => {
+            let bytes = deflate(job.level, &job.data, &job.dictionary, job.last)?;
+            let crc = crc32(&bytes);
+            (bytes, crc)
+        }
     };
-    let crc = crc32(&bytes);
     Ok(Output {
         bytes,
         recorded: Some((key, crc)),
@@ -412,7 +415,7 @@ fn deflate(level: u32, data: &[u8], dictionary: &[u8], last: bool) -> io::Result
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::io::Read;
 
@@ -422,10 +425,7 @@ mod tests {
         (0..len)
             .map(|i| {
                 if (i / 5000) % 3 == 0 {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
+                    xorshift(&mut state) as u8
                 } else {
                     b"the quick brown fox jumps over the lazy dog\n"[i % 44]
                 }
@@ -442,9 +442,7 @@ mod tests {
         let mut state: u64 = 0x2545_f491_4f6c_dd1d;
         let mut out = Vec::with_capacity(len + 16);
         while out.len() < len {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            xorshift(&mut state);
             out.extend_from_slice(vocabulary[(state % vocabulary.len() as u64) as usize]);
             out.push(if state.is_multiple_of(9) { b'\n' } else { b' ' });
         }
@@ -452,16 +450,19 @@ mod tests {
         out
     }
 
+    /// One step of a xorshift64 generator: the next state.
+    pub(in crate::layer) fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
     /// Incompressible bytes (xorshift output).
     fn noise(len: usize, seed: u64) -> Vec<u8> {
         let mut state = seed | 1;
         (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
+            .map(|_| (xorshift(&mut state) >> 24) as u8)
             .collect()
     }
 

@@ -527,27 +527,13 @@ fn overlay_format_round_trips_through_the_upper_dir_walk() {
     assert_eq!(names, [".wh.gone", "d/", "d/.wh..wh..opq", "d/f"]);
 }
 
-/// A layer of `chunks` pgzip chunks of mixed content (text, then noise),
-/// with the last file's content given.
+/// A layer of about 6 MiB (49 pgzip chunks) of mixed content (text and
+/// noise files), then a last file with the content given.
 fn big_layer(s: &ContentStore, tail: &[u8]) -> Layer {
     let mut w = LayerWriter::new(s, &LayerOptions::default()).unwrap();
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..12 {
-        let body: Vec<u8> = (0..512 * 1024)
-            .map(|j| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                if i % 3 == 2 {
-                    state as u8
-                } else {
-                    b"fn main() { let layer = build(cache, image); }\n"
-                        [(j + (state % 7) as usize) % 47]
-                }
-            })
-            .collect();
+    let mut file = |path: String, body: &[u8]| {
         let entry = Entry {
-            path: format!("f{i:02}").into(),
+            path: path.into(),
             kind: EntryKind::File {
                 size: body.len() as u64,
             },
@@ -558,19 +544,23 @@ fn big_layer(s: &ContentStore, tail: &[u8]) -> Layer {
             xattrs: Default::default(),
         };
         w.append(&entry, Some(&mut &body[..])).unwrap();
-    }
-    let entry = Entry {
-        path: "zz-late".into(),
-        kind: EntryKind::File {
-            size: tail.len() as u64,
-        },
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        xattrs: Default::default(),
     };
-    w.append(&entry, Some(&mut &tail[..])).unwrap();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..12 {
+        let body: Vec<u8> = (0..512 * 1024)
+            .map(|j| {
+                let state = super::pgzip::tests::xorshift(&mut state);
+                if i % 3 == 2 {
+                    state as u8
+                } else {
+                    b"fn main() { let layer = build(cache, image); }\n"
+                        [(j + (state % 7) as usize) % 47]
+                }
+            })
+            .collect();
+        file(format!("f{i:02}"), &body);
+    }
+    file("zz-late".into(), tail);
     w.finish().unwrap()
 }
 
