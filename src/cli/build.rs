@@ -13,11 +13,14 @@ use super::parse::render_error;
 use super::plan::{plan_failure, plan_options};
 use super::progress::{Printer, ProgressMode, Summary};
 use super::Failure;
+use crate::cache::CacheIndex;
 use crate::context::BuildContext;
 use crate::dockerfile::{self, Span};
-use crate::engine::{self, EngineOptions, ResolvedImage, StepFailure};
+use crate::engine::{
+    self, CachePolicy, EngineOptions, Executor, NoRuntime, Runc, Services, Snapshotter, StepFailure,
+};
 use crate::export::{self, ExportTarget};
-use crate::image::{canonical_json, Descriptor};
+use crate::image::{canonical_json, Descriptor, ResolvedImage};
 use crate::layer::{Compression, LayerOptions};
 use crate::plan::{self, Base, Platform};
 use crate::store::ContentStore;
@@ -120,23 +123,41 @@ pub fn run(state: &Path, args: &BuildArgs) -> Result<(), Failure> {
     };
     let context = BuildContext::open(&context_dir, dockerfile_path.as_deref())
         .map_err(|e| Failure::User(anyhow!("{e}")))?;
+    let cache = match (args.no_cache, args.no_cache_filter.is_empty()) {
+        (true, _) => CachePolicy::Rebuild,
+        (false, false) => CachePolicy::RebuildStages(args.no_cache_filter.clone()),
+        (false, true) => CachePolicy::Reuse,
+    };
     let engine_opts = EngineOptions {
         cancel: cancel_on_interrupt(),
         home: state.to_path_buf(),
-        no_cache: args.no_cache,
-        no_cache_stages: args.no_cache_filter.clone(),
+        cache,
         layer,
-        runtime: find_runtime(&args.runtime),
-        runtime_name: args.runtime.clone(),
-        snapshotter: std::env::var("IMGB_SNAPSHOTTER")
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e: String| Failure::Usage(anyhow!("IMGB_SNAPSHOTTER: {e}")))?,
         secrets: secrets(&args.secrets)?,
         network: network(args.network.as_deref())?,
         jobs: args.jobs.map_or(0, usize::from),
     };
-    let output = engine::build(&plan, &context, &store, &bases, &engine_opts, &*printer)
+    let snapshotter_kind = std::env::var("IMGB_SNAPSHOTTER")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e: String| Failure::Usage(anyhow!("IMGB_SNAPSHOTTER: {e}")))?;
+    let executor: Box<dyn Executor> = match find_runtime(&args.runtime) {
+        Some(binary) => Box::new(Runc {
+            binary,
+            state: state.join("runc"),
+        }),
+        None => Box::new(NoRuntime {
+            name: args.runtime.clone(),
+        }),
+    };
+    let services = Services {
+        store: &store,
+        cache: &CacheIndex::new(&state.join("cache")),
+        executor: &*executor,
+        snapshotter: &Snapshotter::new(state, snapshotter_kind),
+        reporter: &*printer,
+    };
+    let output = engine::build(&plan, &context, &bases, services, &engine_opts)
         .map_err(|f| step_failure(&dockerfile_name, &text, &plan, f))?;
 
     let manifest = export::commit_image(
@@ -337,7 +358,7 @@ fn find_runtime(name: &str) -> Option<PathBuf> {
 /// `--secret id=ID,src=FILE` (also `source=`, `type=file`) or
 /// `id=ID,env=VAR`; `src` defaults to the env var named like the id when
 /// neither is given, as buildx does.
-fn secrets(specs: &[String]) -> Result<BTreeMap<String, engine::run::Secret>, Failure> {
+fn secrets(specs: &[String]) -> Result<BTreeMap<String, engine::Secret>, Failure> {
     let mut out = BTreeMap::new();
     for spec in specs {
         let usage = || {
@@ -364,7 +385,7 @@ fn secrets(specs: &[String]) -> Result<BTreeMap<String, engine::run::Secret>, Fa
                 .into_bytes(),
             (None, None) => std::env::var(&id).map_err(|_| usage())?.into_bytes(),
         };
-        out.insert(id, engine::run::Secret(value));
+        out.insert(id, engine::Secret(value));
     }
     Ok(out)
 }

@@ -119,7 +119,7 @@ pub fn pull(state: &Path, args: PullArgs) -> Result<(), Failure> {
     // unpacked once into the snapshot area, where RUN and the engine's
     // filesystem view find them (derived data: `imgb prune` removes it).
     if !args.no_unpack {
-        use crate::engine::snapshots::{Lower, Snapshots};
+        use crate::engine::snapshot::{Lower, Snapshots};
         let lower = Lower::new(&image.config.rootfs.diff_ids, &image.manifest.layers);
         Snapshots::new(state)
             .layers(&store, &lower)

@@ -1,31 +1,52 @@
-//! The build engine: executes a `BuildPlan` (stage by stage, cache lookups,
-//! COPY/ADD, metadata) and commits layers.
+//! The build engine: executes a `BuildPlan` and commits layers.
+//!
+//! ```text
+//! build ─▶ schedule (stages on a worker pool) ─▶ stage (the loop: per step,
+//!   steps::prepare ─▶ key ─▶ cache lookup under the CachePolicy ─▶ reuse,
+//!   or execute ─▶ commit)
+//! ```
+//!
+//! - `build`: a whole build; `stage`: the loop of one stage; `steps/`: one
+//!   file per kind of step, each a pure key and an effectful execution;
+//!   `sources`: where a stage and the files of `COPY --from` and RUN mounts
+//!   come from (identity for keys, lazy view for execution); `state`: what
+//!   a stage carries; `session`: what the stages of a build share.
+//! - Services are injected ([`Services`]: store, cache index, executor,
+//!   snapshotter, reporter), chosen once by the caller.
+//! - `files/`: the files COPY/ADD put in a layer; `container/`: how RUN
+//!   runs (mounts, user, executor); `snapshot/`: root filesystems;
+//!   `lowerfs`: a stage's file tree read from its layers without unpacking.
 //!
 //! Uses `plan`, `cache`, `context`, `layer`, `store`, `image`; touches the file
 //! system and runs processes. It touches the network only for `ADD <url>`
-//! (see `add`): every base image is in the content store before execution
-//! starts.
+//! (see `files::add`): every base image is in the content store before
+//! execution starts.
 
-pub mod add;
-pub mod archive;
-mod cachemount;
-pub mod copy;
-pub mod copydiff;
-pub mod executor;
-pub mod lowerdirs;
+mod build;
+mod clock;
+pub mod container;
+pub mod files;
+mod fsops;
 pub mod lowerfs;
-pub mod mounts;
-pub mod owner;
-pub mod run;
+mod report;
 mod schedule;
+mod services;
+mod session;
 pub mod snapshot;
-pub mod snapshots;
-pub mod time;
-mod view;
-
+mod sources;
 mod stage;
+mod state;
+mod steps;
 
-pub use stage::{build, BuildOutput, EngineOptions, Event, Reporter, ResolvedImage, StepStatus};
+#[cfg(test)]
+mod tests;
+
+pub use build::{build, BuildOutput};
+pub use container::executor::{Executor, NoRuntime, RunOutcome, RunRequest, Runc};
+pub use container::Secret;
+pub use report::{Event, Reporter, StepStatus};
+pub use services::{CachePolicy, EngineOptions, Services};
+pub use snapshot::{Snapshotter, SnapshotterKind};
 
 use std::path::PathBuf;
 
@@ -47,9 +68,9 @@ pub enum EngineError {
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error(transparent)]
-    Owner(#[from] owner::OwnerError),
+    Owner(#[from] files::owner::OwnerError),
     #[error(transparent)]
-    Add(#[from] add::AddError),
+    Add(#[from] files::add::AddError),
     #[error("reading layer {digest}: {source}")]
     LayerRead {
         digest: Sha256Digest,

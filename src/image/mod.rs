@@ -6,12 +6,14 @@
 
 mod config;
 mod manifest;
+mod resolved;
 
 pub use config::{Config, Empty, Extra, Healthcheck, History, ImageConfig, RootFs};
 pub use manifest::{
     docker_manifest, media_types, oci_index, oci_manifest, Descriptor, DockerManifest, ImageFormat,
     Index, Manifest, ANNOTATION_CREATED, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
 };
+pub use resolved::ResolvedImage;
 
 use std::fmt;
 

@@ -40,7 +40,7 @@ use crate::dockerfile::ExpandError;
 
 // The engine may not name `dockerfile`: the RUN step's option types reach it
 // through the plan.
-pub use crate::dockerfile::{Heredoc, Mount, MountType, NetworkMode, SecurityMode, Sharing};
+pub use crate::dockerfile::{Heredoc, Mount, MountType, NetworkMode, SecurityMode, Sharing, Span};
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

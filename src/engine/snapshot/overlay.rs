@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use crate::store::ContentStore;
 
-use super::snapshots::{Lower, Snapshots};
+use super::super::fsops::io;
+use super::layer_dirs::{Lower, Snapshots};
 use super::EngineError;
 
 /// The most bytes of mount options the kernel reads (a page, with its NUL).
@@ -26,11 +27,6 @@ pub const FLATTEN_STEP: usize = 32;
 /// plain diff (redirects, metadata-only copy-ups, an inode index); off
 /// whatever the kernel's defaults.
 const OVERLAY_FEATURES: &str = "index=off,redirect_dir=off,metacopy=off";
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
-    let path = path.to_path_buf();
-    move |source| EngineError::Io { path, source }
-}
 
 /// Mounts at `merged` the overlay of `lower`'s layer dirs (top first), then
 /// the `stubs` dir, with `upper` and `work` (absolute paths without `,` or
@@ -153,8 +149,8 @@ fn open_dir(path: &Path) -> Result<OwnedFd, EngineError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Snapshot, SnapshotterKind};
     use super::*;
-    use crate::engine::snapshot::{Snapshot, SnapshotterKind};
     use crate::layer::LayerOptions;
 
     #[test]

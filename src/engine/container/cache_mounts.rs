@@ -18,8 +18,8 @@ use rustix::fs::{flock, FlockOperation};
 
 use crate::plan::Sharing;
 
-use super::snapshot::copy_tree;
-use super::EngineError;
+use super::super::fsops::{copy_tree, io};
+use super::super::EngineError;
 
 /// How a cache directory starts out.
 #[derive(Debug, Clone, Copy)]
@@ -37,11 +37,6 @@ pub struct Seed<'a> {
 pub struct CacheDir {
     pub path: PathBuf,
     _lock: Option<File>,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
-    let path = path.to_path_buf();
-    move |source| EngineError::Io { path, source }
 }
 
 /// The cache directory `name` under `root` for one RUN, as `sharing` says.

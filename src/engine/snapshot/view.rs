@@ -14,9 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::store::ContentStore;
 
-use super::snapshot::SnapshotterKind;
-use super::snapshots::{Lower, Snapshots};
-use super::EngineError;
+use super::layer_dirs::{Lower, Snapshots};
+use super::{EngineError, SnapshotterKind};
 
 /// A filesystem to read from; unmounted on drop when it is a mount.
 pub struct RootView {
@@ -31,15 +30,13 @@ impl RootView {
         snapshots: &Snapshots,
         store: &ContentStore,
         lower: &Lower,
-        home: &Path,
+        scratch_dir: &Path,
         kind: SnapshotterKind,
     ) -> Result<RootView, EngineError> {
         if kind != SnapshotterKind::Copy && !lower.is_empty() {
             static NEXT: AtomicUsize = AtomicUsize::new(0);
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let scratch = home
-                .join("runs")
-                .join(format!("{}-view-{n}", std::process::id()));
+            let scratch = scratch_dir.join(format!("{}-view-{n}", std::process::id()));
             match mount(snapshots, store, lower, &scratch) {
                 Ok(path) => {
                     return Ok(RootView {
@@ -83,7 +80,7 @@ fn mount(
     let [stubs, upper, work, merged] = dirs;
     // Nothing writes through the view; the upper dir only makes it a
     // normal overlay like RUN's.
-    super::lowerdirs::mount(snapshots, store, lower, &stubs, &upper, &work, &merged)?;
+    super::overlay::mount(snapshots, store, lower, &stubs, &upper, &work, &merged)?;
     Ok(merged)
 }
 

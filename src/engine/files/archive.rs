@@ -23,10 +23,33 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::layer::{EntryKind as LayerKind, WHITEOUT_PREFIX};
 
-use super::add::{AddError, Staging};
-use super::copy::{Content, Planned};
-use super::lowerfs::LowerFs;
+use super::super::lowerfs::LowerFs;
 use super::owner::{Chmod, Owner};
+use super::staging::Staging;
+use super::{Content, Planned};
+
+/// Why an archive cannot be extracted.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("reading archive {archive}: {source}")]
+    Archive {
+        archive: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("archive {archive}: entry {entry:?} {reason}; nothing was extracted")]
+    UnsafeEntry {
+        archive: String,
+        entry: String,
+        reason: &'static str,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
 
 /// The size of a tar block (and of a header).
 const BLOCK: usize = 512;
@@ -144,12 +167,12 @@ pub fn extract(
     stream: Box<dyn Read>,
     target: &Target<'_>,
     staging: &mut Staging,
-) -> Result<Vec<Planned>, AddError> {
-    let stream_err = |source: io::Error| AddError::Archive {
+) -> Result<Vec<Planned>, ArchiveError> {
+    let stream_err = |source: io::Error| ArchiveError::Archive {
         archive: target.name.to_string(),
         source,
     };
-    let unsafe_entry = |entry: &str, reason: &'static str| AddError::UnsafeEntry {
+    let unsafe_entry = |entry: &str, reason: &'static str| ArchiveError::UnsafeEntry {
         archive: target.name.to_string(),
         entry: entry.to_string(),
         reason,
@@ -217,7 +240,7 @@ pub fn extract(
             Content::File { abs, size }
         } else if entry_type.is_file() || entry_type == tar::EntryType::Continuous {
             let abs = staging.next_path();
-            let mut out = File::create(&abs).map_err(|source| AddError::Io {
+            let mut out = File::create(&abs).map_err(|source| ArchiveError::Io {
                 path: abs.clone(),
                 source,
             })?;
@@ -354,7 +377,7 @@ mod tests {
         builder.into_inner().unwrap()
     }
 
-    fn extract_all(bytes: Vec<u8>, dest: &str) -> Result<Vec<Planned>, AddError> {
+    fn extract_all(bytes: Vec<u8>, dest: &str) -> Result<Vec<Planned>, ArchiveError> {
         let home = tempfile::tempdir().unwrap();
         let mut staging = Staging::new(home.path()).unwrap();
         let lower = LowerFs::empty();
@@ -408,7 +431,7 @@ mod tests {
         let refused = |entries: &[(&str, tar::EntryType, &str, &[u8])]| {
             matches!(
                 extract_all(tar_of(entries), "dest"),
-                Err(AddError::UnsafeEntry { .. })
+                Err(ArchiveError::UnsafeEntry { .. })
             )
         };
         assert!(refused(&[("l", Link, "missing", b"")]));

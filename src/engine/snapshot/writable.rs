@@ -26,42 +26,17 @@
 //! the merged view, and a copy-up under `/etc` would put those in the layer.)
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rustix::fs::Timespec;
 
 use crate::layer::{Layer, LayerOptions, LayerWriter, TreeOptions};
 use crate::store::ContentStore;
 
+use super::super::fsops::{copy_tree, io};
 use super::copydiff::{mtime, prune, set_mtime};
-use super::snapshots::{Lower, Snapshots};
-use super::EngineError;
-
-/// Which snapshotter to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SnapshotterKind {
-    /// Overlay, falling back to copy when overlay cannot be mounted.
-    #[default]
-    Auto,
-    Overlay,
-    Copy,
-}
-
-impl std::str::FromStr for SnapshotterKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "" | "auto" => Ok(SnapshotterKind::Auto),
-            "overlay" | "overlayfs" => Ok(SnapshotterKind::Overlay),
-            "copy" => Ok(SnapshotterKind::Copy),
-            other => Err(format!(
-                "unknown snapshotter {other:?}: use auto, overlay or copy"
-            )),
-        }
-    }
-}
+use super::layer_dirs::{Lower, Snapshots};
+use super::{EngineError, SnapshotterKind};
 
 /// A mount point the container needs: a path relative to the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,11 +74,6 @@ pub struct Snapshot {
     merged: Option<PathBuf>,
     active: Active,
     mounted: bool,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
-    let path = path.to_path_buf();
-    move |source| EngineError::Io { path, source }
 }
 
 impl Snapshot {
@@ -168,7 +138,7 @@ impl Snapshot {
         for stub in stubs {
             make_stub(&stub_dir, stub)?;
         }
-        super::lowerdirs::mount(
+        super::overlay::mount(
             &self.snapshots,
             store,
             &self.lower,
@@ -281,28 +251,6 @@ impl Drop for Snapshot {
     }
 }
 
-/// Copies the tree `src` to `dst` (which must not exist) with everything:
-/// owners, modes, times, xattrs, hard links (`cp -a`).
-pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), EngineError> {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg("--reflink=auto")
-        .arg(src)
-        .arg(dst)
-        .status()
-        .map_err(io(dst))?;
-    if !status.success() {
-        return Err(EngineError::Snapshot {
-            reason: format!(
-                "copying {} to {} failed ({status})",
-                src.display(),
-                dst.display()
-            ),
-        });
-    }
-    Ok(())
-}
-
 /// Creates `stub` (and its parents) under `root`.
 fn make_stub(root: &Path, stub: &Stub) -> Result<(), EngineError> {
     let path = root.join(stub.path.trim_start_matches('/'));
@@ -313,15 +261,6 @@ fn make_stub(root: &Path, stub: &Stub) -> Result<(), EngineError> {
             fs::create_dir_all(parent).map_err(io(parent))?;
         }
         fs::write(&path, b"").map_err(io(&path))?;
-    }
-    Ok(())
-}
-
-/// Makes `path` and its parents, 0755.
-pub fn ensure_dir(path: &Path) -> Result<(), EngineError> {
-    if !path.is_dir() {
-        fs::create_dir_all(path).map_err(io(path))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(io(path))?;
     }
     Ok(())
 }

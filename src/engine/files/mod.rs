@@ -1,5 +1,6 @@
-//! COPY and ADD of local files: selecting sources, mapping them onto the
-//! destination as Docker does, and writing the new layer.
+//! The files COPY and ADD put in a layer: selecting sources, mapping them
+//! onto the destination as Docker does, and writing the new layer; ADD's
+//! archives and downloads (`add`, `archive`), `--chown`/`--chmod` (`owner`).
 //!
 //! Docker compatibility, marked where it happens: a directory source copies
 //! its contents; several source arguments need a destination ending in `/`;
@@ -19,9 +20,14 @@ use crate::context::{BuildContext, DockerIgnore, EntryKind, Selection};
 use crate::layer::{entry_order, Entry, EntryKind as LayerKind, Layer, LayerOptions, LayerWriter};
 use crate::store::ContentStore;
 
+pub mod add;
+pub mod archive;
+pub mod owner;
+mod staging;
+
 use super::lowerfs::{normalise, LowerFs};
-use super::owner::{Chmod, Owner};
 use super::EngineError;
+use owner::{Chmod, Owner};
 
 /// Where the bytes of a planned entry come from.
 #[derive(Debug, Clone, PartialEq, Eq)]

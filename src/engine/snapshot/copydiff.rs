@@ -10,12 +10,8 @@ use std::path::Path;
 
 use rustix::fs::{FileType, Mode, Timespec, Timestamps, UTIME_OMIT};
 
+use super::super::fsops::io;
 use super::EngineError;
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
-    let path = path.to_path_buf();
-    move |source| EngineError::Io { path, source }
-}
 
 pub fn mtime(path: &Path) -> Result<Timespec, EngineError> {
     let meta = fs::symlink_metadata(path).map_err(io(path))?;

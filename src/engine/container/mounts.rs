@@ -2,6 +2,7 @@
 //! copies of `/etc/hosts` and `/etc/resolv.conf`, and `RUN --mount` (cache,
 //! bind, tmpfs, secret) plus heredoc scripts at `/dev/pipes`.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -9,14 +10,39 @@ use std::path::{Path, PathBuf};
 use crate::digest::Sha256Digest;
 use crate::plan::{MountType, RunStep};
 
-use super::cachemount::{self, CacheDir, Seed};
+use super::super::fsops::{copy_tree, io};
+use super::super::snapshot::Stub;
+use super::super::EngineError;
+use super::cache_mounts::{self, CacheDir, Seed};
 use super::executor::MountSpec;
-use super::run::RunContext;
-use super::snapshot::{copy_tree, Stub};
-use super::EngineError;
 
 /// The default PATH when the image sets none (as Docker's).
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A secret's value; never printed.
+#[derive(Clone, Default)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// What the mounts of one RUN are made from.
+pub struct MountInputs<'a> {
+    /// `--secret`s by id.
+    pub secrets: &'a BTreeMap<String, Secret>,
+    /// Where cache mounts live (`IMGB_HOME/cache-mounts`).
+    pub cache_root: &'a Path,
+    /// For each mount of the step: the root its `source` is taken from
+    /// (context, stage or image rootfs), where it has one.
+    pub sources: Vec<Option<PathBuf>>,
+    /// For each mount: the identity of that source's content (a stage's
+    /// cache key, an image's manifest digest, the selected context files'
+    /// checksum), where it has one.
+    pub source_keys: Vec<Option<Sha256Digest>>,
+}
 
 /// What the container gets besides its rootfs.
 pub struct Prepared {
@@ -30,13 +56,8 @@ pub struct Prepared {
     pub caches: Vec<CacheDir>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
-    let path = path.to_path_buf();
-    move |source| EngineError::Io { path, source }
-}
-
 /// Prepares the mounts of `run`; private files go into `files` (0700).
-pub fn prepare(cx: &RunContext<'_>, run: &RunStep, files: &Path) -> Result<Prepared, EngineError> {
+pub fn prepare(cx: &MountInputs<'_>, run: &RunStep, files: &Path) -> Result<Prepared, EngineError> {
     let mut stubs = vec![
         Stub {
             path: "proc".into(),
@@ -100,8 +121,7 @@ pub fn prepare(cx: &RunContext<'_>, run: &RunStep, files: &Path) -> Result<Prepa
                     uid: mount.uid.unwrap_or(0),
                     gid: mount.gid.unwrap_or(0),
                 };
-                let dir =
-                    cachemount::acquire(&cx.home.join("cache-mounts"), &name, mount.sharing, seed)?;
+                let dir = cache_mounts::acquire(cx.cache_root, &name, mount.sharing, seed)?;
                 stubs.push(Stub {
                     path: rel,
                     dir: true,

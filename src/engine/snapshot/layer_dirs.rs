@@ -27,7 +27,7 @@ use crate::image::{ChainId, Descriptor};
 use crate::layer::{is_overlay_opaque, is_overlay_whiteout, unpack_layer, unpack_layer_overlay};
 use crate::store::ContentStore;
 
-use super::snapshot::copy_tree;
+use super::super::fsops::{copy_tree, io};
 use super::EngineError;
 
 /// A stack of layers: diff ids and blob digests, bottom first.
@@ -88,11 +88,6 @@ pub enum Lookup {
 #[derive(Debug, Clone)]
 pub struct Snapshots {
     dir: PathBuf,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
-    let path = path.to_path_buf();
-    move |source| EngineError::Io { path, source }
 }
 
 /// A temp name in `dir` unique to this process and call: concurrent

@@ -17,7 +17,7 @@
 //! the header cannot be part of the layer.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -25,10 +25,11 @@ use crate::digest::{HashingWriter, Sha256Digest};
 use crate::layer::EntryKind as LayerKind;
 use crate::plan::CopyStep;
 
-use super::archive::{self, Target};
-use super::copy::{with_parents, Content, Planned};
-use super::lowerfs::{normalise, LowerFs};
+use super::super::lowerfs::{normalise, LowerFs};
+use super::archive::{self, ArchiveError, Target};
 use super::owner::{Chmod, Owner};
+use super::staging::Staging;
+use super::{with_parents, Content, Planned};
 
 /// Why an ADD cannot be done.
 #[derive(Debug, thiserror::Error)]
@@ -57,18 +58,8 @@ pub enum AddError {
         expected: Sha256Digest,
         found: Sha256Digest,
     },
-    #[error("reading archive {archive}: {source}")]
-    Archive {
-        archive: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("archive {archive}: entry {entry:?} {reason}; nothing was extracted")]
-    UnsafeEntry {
-        archive: String,
-        entry: String,
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -87,44 +78,6 @@ fn is_git(source: &str) -> bool {
     source.starts_with("git@")
         || source.starts_with("git://")
         || (is_url(source) && (source.ends_with(".git") || source.contains(".git#")))
-}
-
-/// A scratch directory for downloads and extracted files, removed on drop.
-pub struct Staging {
-    dir: PathBuf,
-    next: usize,
-}
-
-impl Staging {
-    pub fn new(home: &Path) -> Result<Staging, AddError> {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = home
-            .join("tmp")
-            .join(format!("add-{}-{stamp}-{n}", std::process::id()));
-        fs::create_dir_all(&dir).map_err(|source| AddError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        Ok(Staging { dir, next: 0 })
-    }
-
-    /// A fresh path in the staging directory.
-    pub fn next_path(&mut self) -> PathBuf {
-        self.next += 1;
-        self.dir.join(self.next.to_string())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        // Only scratch files: failing to remove them wastes space, nothing else.
-        let _ = fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// A downloaded source.
@@ -190,7 +143,10 @@ impl AddSources {
             })
             .collect();
         Ok(AddSources {
-            staging: Staging::new(home)?,
+            staging: Staging::new(home).map_err(|source| AddError::Io {
+                path: home.join("tmp"),
+                source,
+            })?,
             urls,
             unpack: c.unpack,
         })

@@ -1,6 +1,7 @@
-//! Running one RUN command: the [`Executor`] trait (a seam so tests could
-//! fake it) and [`Runc`], which runs the command in an OCI runtime (runc) on
-//! a generated bundle: `config.json` + an absolute `root.path`.
+//! Running one RUN command: the [`Executor`] trait (the seam the engine's
+//! cache tests fake) and [`Runc`], which runs the command in an OCI runtime
+//! (runc) on a generated bundle: `config.json` + an absolute `root.path`;
+//! [`NoRuntime`] stands in when no runtime was found.
 //!
 //! The container gets pid, ipc, uts and mount namespaces, plus a network
 //! namespace (loopback only) for `--network=none`. Docker compatibility:
@@ -12,9 +13,9 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use super::EngineError;
+use super::super::EngineError;
 
 /// An extra mount of the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,9 @@ pub struct RunRequest<'a> {
     pub isolated_network: bool,
     /// `--security=insecure`: every capability.
     pub insecure: bool,
+    /// Set to stop the build: the running command is killed and the run
+    /// reports [`EngineError::Interrupted`].
+    pub cancel: &'a AtomicBool,
 }
 
 /// How the command ended.
@@ -71,6 +75,12 @@ pub struct RunOutcome {
 /// Runs a command in a container; `output` receives its stdout and stderr
 /// lines (merged) as they come.
 pub trait Executor: Sync {
+    /// Whether commands can run at all; checked before a RUN prepares its
+    /// rootfs.
+    fn check(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     fn run(
         &self,
         request: &RunRequest<'_>,
@@ -85,9 +95,30 @@ pub struct Runc {
     pub binary: PathBuf,
     /// The runtime's state directory.
     pub state: PathBuf,
-    /// When set, the running container is killed and the run reports
-    /// [`EngineError::Interrupted`].
-    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The executor when no OCI runtime was found: a RUN fails with an install
+/// hint (a build without RUN, or with every RUN cached, needs none).
+#[derive(Debug, Clone)]
+pub struct NoRuntime {
+    /// The runtime as the user named it.
+    pub name: String,
+}
+
+impl Executor for NoRuntime {
+    fn check(&self) -> Result<(), EngineError> {
+        Err(EngineError::RuntimeMissing {
+            name: self.name.clone(),
+        })
+    }
+
+    fn run(
+        &self,
+        _request: &RunRequest<'_>,
+        _output: &mut dyn FnMut(&str),
+    ) -> Result<RunOutcome, EngineError> {
+        self.check().map(|()| RunOutcome { exit_code: 127 })
+    }
 }
 
 /// Docker's default capability set.
@@ -245,45 +276,45 @@ impl Executor for Runc {
         // The watcher waits on a channel, so that the end of the run wakes
         // it at once (a sleeping poll would delay every RUN).
         let (finished, done) = std::sync::mpsc::channel::<()>();
-        let watcher = {
-            let cancel = self.cancel.clone();
-            let (binary, state, id) = (self.binary.clone(), self.state.clone(), id.clone());
-            std::thread::spawn(move || {
+        let cancel = request.cancel;
+        let (binary, state, watched) = (&self.binary, &self.state, id.as_str());
+        let status = std::thread::scope(|scope| {
+            let watcher = scope.spawn(move || {
                 use std::sync::atomic::Ordering::SeqCst;
                 use std::sync::mpsc::RecvTimeoutError;
                 let mut wait = std::time::Duration::from_millis(50);
                 while let Err(RecvTimeoutError::Timeout) = done.recv_timeout(wait) {
                     if cancel.load(SeqCst) {
-                        let _ = Command::new(&binary)
+                        let _ = Command::new(binary)
                             .arg("--root")
-                            .arg(&state)
-                            .args(["kill", "--all", &id, "KILL"])
+                            .arg(state)
+                            .args(["kill", "--all", watched, "KILL"])
                             .stdout(Stdio::null())
                             .stderr(Stdio::null())
                             .status();
                         wait = std::time::Duration::from_millis(200);
                     }
                 }
-            })
-        };
-        let mut lines = BufReader::new(reader);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match lines.read_until(b'\n', &mut line) {
-                Ok(0) => break,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&line);
-                    output(text.trim_end_matches(['\n', '\r']));
+            });
+            let mut lines = BufReader::new(reader);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match lines.read_until(b'\n', &mut line) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line);
+                        output(text.trim_end_matches(['\n', '\r']));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
             }
-        }
-        let status = child.wait().map_err(io(&self.binary));
-        drop(finished);
-        let _ = watcher.join();
-        let status = status?;
+            let status = child.wait().map_err(io(&self.binary));
+            drop(finished);
+            let _ = watcher.join();
+            status
+        })?;
         let exit_code = match status.code() {
             Some(code) => code,
             None => {
@@ -302,7 +333,7 @@ impl Executor for Runc {
                 .stderr(Stdio::null())
                 .status();
         }
-        if self.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+        if request.cancel.load(Ordering::SeqCst) {
             return Err(EngineError::Interrupted);
         }
         Ok(RunOutcome { exit_code })
@@ -329,6 +360,7 @@ mod tests {
             mounts: vec![MountSpec::bind(Path::new("/s"), "/run/secrets/x", true)],
             isolated_network: false,
             insecure: false,
+            cancel: &AtomicBool::new(false),
         };
         let spec = bundle_config(&req);
         assert_eq!(spec["process"]["terminal"], false);
