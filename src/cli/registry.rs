@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context as _};
 
 use crate::digest::Sha256Digest;
 use crate::registry::{
-    self, BlobSource, ClientOptions, Credentials, DockerConfig, Event, Platform, Progress,
+    self, BlobSource, ClientOptions, Credentials, DockerConfig, Event, Limits, Platform, Progress,
     Reference, RegistryClient,
 };
 use crate::store::ContentStore;
@@ -46,6 +46,28 @@ pub fn chunk_size(get_env: impl Fn(&str) -> Option<String>) -> usize {
         .unwrap_or(ClientOptions::default().chunk_size)
 }
 
+/// `$IMGB_REGISTRY_TIMEOUT` (seconds an answer may take to start, and a
+/// manifest, token or error body to arrive), `$IMGB_REGISTRY_SPEED_LIMIT`
+/// (bytes per second) and `$IMGB_REGISTRY_SPEED_TIME` (seconds): a transfer
+/// slower than the limit for that long is abandoned, as curl's
+/// `--speed-limit`/`--speed-time`. Values that do not parse are ignored.
+pub fn limits(get_env: impl Fn(&str) -> Option<String>) -> Limits {
+    let default = Limits::default();
+    let secs = |k: &str| {
+        get_env(k)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e7)
+            .map(std::time::Duration::from_secs_f64)
+    };
+    Limits {
+        timeout: secs("IMGB_REGISTRY_TIMEOUT").unwrap_or(default.timeout),
+        speed_limit: get_env("IMGB_REGISTRY_SPEED_LIMIT")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(default.speed_limit),
+        speed_time: secs("IMGB_REGISTRY_SPEED_TIME").unwrap_or(default.speed_time),
+    }
+}
+
 /// The client options for a state directory and the command's flags.
 pub fn client_options(state: &Path, flags: &RegistryFlags) -> ClientOptions {
     let env = |k: &str| std::env::var(k).ok();
@@ -55,6 +77,7 @@ pub fn client_options(state: &Path, flags: &RegistryFlags) -> ClientOptions {
         docker_config: docker_config_dir(env),
         blob_locations: Some(state.join("registry/blob-locations.json")),
         chunk_size: chunk_size(env),
+        limits: limits(env),
         progress: Some(Progress::new(show_event)),
         ..ClientOptions::default()
     }

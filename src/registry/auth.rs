@@ -9,11 +9,15 @@ use reqwest::header::{HeaderMap, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::Method;
 
 use super::challenge::{parse_challenges, Challenge};
-use super::client::{Host, Request};
+use super::client::{Host, Request, MAX_ERROR_BODY};
 use super::credentials::Credentials;
+use super::limits::{read_error_text, read_small};
 use super::request::registry_message;
 use super::retry::Outcome;
 use super::RegistryError;
+
+/// A token answer is a few KiB of JSON; anything past this is refused.
+const MAX_TOKEN_BYTES: u64 = 1 << 20;
 
 /// What a host has told us about authenticating, and the tokens we hold.
 #[derive(Default)]
@@ -115,7 +119,25 @@ impl Host {
             if let Some(c) = &self.credentials {
                 rb = rb.header(AUTHORIZATION, basic_value(c));
             }
-            match rb.send().await {
+            let answer = match tokio::time::timeout(self.limits.timeout, rb.send()).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    match self.backoff(
+                        attempt,
+                        Outcome::Stalled,
+                        &HeaderMap::new(),
+                        "token request",
+                    ) {
+                        Some(d) => {
+                            tokio::time::sleep(d).await;
+                            attempt += 1;
+                            continue;
+                        }
+                        None => return Err(self.no_answer("token request", 0)),
+                    }
+                }
+            };
+            match answer {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     if let Some(d) = self.backoff(
@@ -148,15 +170,16 @@ impl Host {
         };
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
-            let text = resp.text().await.unwrap_or_default();
+            let text = read_error_text(resp, self.limits, MAX_ERROR_BODY).await;
             return Err(denied(format!(
                 "token endpoint answered HTTP {status}: {}",
                 registry_message(&text)
             )));
         }
-        let body: serde_json::Value = resp
-            .json()
+        let bytes = read_small(resp, self.limits, MAX_TOKEN_BYTES)
             .await
+            .map_err(|e| self.body_error("token request", e).0)?;
+        let body: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| denied(format!("token endpoint sent no JSON: {e}")))?;
         let token = body
             .get("token")

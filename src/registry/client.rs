@@ -18,12 +18,17 @@ use tokio::sync::OnceCell;
 
 use super::auth::AuthState;
 use super::credentials::{Credentials, DockerConfig};
+use super::limits::{read_error_text, seconds, BodyError, Limits};
 use super::progress::{Event, Progress};
 use super::reference::Reference;
 use super::request::registry_message;
 pub(super) use super::request::{scope, Request};
 use super::retry::{jitter, parse_retry_after, Outcome, RetryPolicy};
 use super::RegistryError;
+
+/// How much of an error answer's body is read (the message shown is
+/// shorter still).
+pub(super) const MAX_ERROR_BODY: usize = 64 << 10;
 
 /// How the client behaves; the CLI fills this from flags and environment.
 #[derive(Debug, Clone)]
@@ -35,6 +40,8 @@ pub struct ClientOptions {
     /// Where `config.json` lives (`$DOCKER_CONFIG`); `None`: no credentials.
     pub docker_config: Option<PathBuf>,
     pub retry: RetryPolicy,
+    /// Deadlines and the minimum transfer speed.
+    pub limits: Limits,
     /// Blobs transferred at the same time.
     pub concurrency: usize,
     /// Blobs up to this size go up in one request; larger ones in chunks of it.
@@ -53,6 +60,7 @@ impl Default for ClientOptions {
             insecure_registries: Vec::new(),
             docker_config: None,
             retry: RetryPolicy::default(),
+            limits: Limits::default(),
             concurrency: 4,
             chunk_size: 8 << 20,
             blob_locations: None,
@@ -137,6 +145,7 @@ pub(super) struct Host {
     pub(super) credentials: Option<Credentials>,
     pub(super) auth: Mutex<AuthState>,
     pub retry: RetryPolicy,
+    pub limits: Limits,
     pub progress: Option<Progress>,
 }
 
@@ -149,8 +158,9 @@ impl Host {
         let api_host = reference.api_host().to_string();
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("imgb/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120));
+            // No read timeout: answers have deadlines and bodies a minimum
+            // speed (limits.rs), which a byte every few seconds cannot reset.
+            .connect_timeout(opts.limits.timeout.min(Duration::from_secs(30)));
         // Docker reads every *.crt in certs.d/HOST:PORT as an extra CA.
         let ca_dir = opts.certs_dir.join(&api_host);
         if let Ok(entries) = std::fs::read_dir(&ca_dir) {
@@ -199,6 +209,7 @@ impl Host {
             credentials,
             auth: Mutex::new(AuthState::default()),
             retry: opts.retry,
+            limits: opts.limits,
             progress: opts.progress.clone(),
         })
     }
@@ -233,7 +244,21 @@ impl Host {
         let url = format!("{base}/v2/");
         let mut attempt = 0;
         loop {
-            match self.http.get(&url).send().await {
+            let answer = tokio::time::timeout(self.limits.timeout, self.http.get(&url).send());
+            let answer = match answer.await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    if let Some(delay) =
+                        self.backoff(attempt, Outcome::Stalled, &HeaderMap::new(), "/v2/")
+                    {
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(self.no_answer("ping /v2/", 0));
+                }
+            };
+            match answer {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     if let Some(delay) =
@@ -300,6 +325,7 @@ impl Host {
             reason: match outcome {
                 Outcome::ConnectionError => "connection error".to_string(),
                 Outcome::Status(s) => format!("HTTP {s}"),
+                Outcome::Stalled => "stalled".to_string(),
             },
             delay,
         });
@@ -324,6 +350,43 @@ impl Host {
         RegistryError::Transport {
             registry: self.registry.clone(),
             reason,
+        }
+    }
+
+    /// No answer (status and headers) came within the deadline.
+    pub fn no_answer(&self, what: &str, body_len: usize) -> RegistryError {
+        RegistryError::Stalled {
+            registry: self.registry.clone(),
+            what: what.to_string(),
+            reason: format!(
+                "no answer within {}",
+                seconds(self.limits.answer_deadline(body_len))
+            ),
+        }
+    }
+
+    /// The error for a body that stopped early, and whether the request is
+    /// worth repeating.
+    pub(super) fn body_error(&self, what: &str, e: BodyError) -> (RegistryError, Outcome) {
+        match e {
+            BodyError::Stalled(reason) => (
+                RegistryError::Stalled {
+                    registry: self.registry.clone(),
+                    what: what.to_string(),
+                    reason,
+                },
+                Outcome::Stalled,
+            ),
+            BodyError::TooLarge { limit } => (
+                RegistryError::TooLarge {
+                    registry: self.registry.clone(),
+                    what: what.to_string(),
+                    limit,
+                },
+                // Not transient: the same answer would come again.
+                Outcome::Status(200),
+            ),
+            BodyError::Transport(e) => (self.transport_error(&e), Outcome::ConnectionError),
         }
     }
 
@@ -368,7 +431,26 @@ impl Host {
             if let Some(auth) = self.authorization(&req.scopes).await? {
                 rb = rb.header(AUTHORIZATION, auth);
             }
-            match rb.send().await {
+            let body_len = req.body.as_ref().map_or(0, |b| b.len());
+            let deadline = self.limits.answer_deadline(body_len);
+            let answer = match tokio::time::timeout(deadline, rb.send()).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    let what = format!("{} {}", req.method, req.target);
+                    let delay = retry
+                        .then(|| self.backoff(attempt, Outcome::Stalled, &HeaderMap::new(), &what))
+                        .flatten();
+                    match delay {
+                        Some(d) => {
+                            tokio::time::sleep(d).await;
+                            attempt += 1;
+                            continue;
+                        }
+                        None => return Err(self.no_answer(&what, body_len)),
+                    }
+                }
+            };
+            match answer {
                 Err(e) => {
                     let what = format!("{} {}", req.method, req.target);
                     let delay = retry
@@ -429,7 +511,7 @@ impl Host {
         if expected.contains(&status) {
             return Ok(resp);
         }
-        let text = resp.text().await.unwrap_or_default();
+        let text = read_error_text(resp, self.limits, MAX_ERROR_BODY).await;
         let message = registry_message(&text);
         if status == 401 || status == 403 {
             let hint = if self.credentials.is_none() {

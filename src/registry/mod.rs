@@ -12,6 +12,7 @@ mod auth;
 mod challenge;
 mod client;
 mod credentials;
+mod limits;
 mod locations;
 mod manifest;
 mod platform;
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 pub use challenge::{parse_challenges, Challenge};
 pub use client::{is_loopback, ClientOptions, RegistryClient};
 pub use credentials::{Credentials, DockerConfig};
+pub use limits::Limits;
 pub use manifest::{MediaKind, MANIFEST_ACCEPT};
 pub use platform::{select_manifest, Platform};
 pub use progress::{Event, Progress};
@@ -48,6 +50,18 @@ pub enum RegistryError {
     InvalidPlatform { platform: String },
     #[error("{registry}: cannot connect: {reason}")]
     Transport { registry: String, reason: String },
+    #[error("{registry}: {what}: {reason}")]
+    Stalled {
+        registry: String,
+        what: String,
+        reason: String,
+    },
+    #[error("{registry}: {what}: the answer is larger than {limit} bytes; stopped reading it")]
+    TooLarge {
+        registry: String,
+        what: String,
+        limit: u64,
+    },
     #[error("{registry}: {action}: HTTP {status}: {message}")]
     Status {
         registry: String,

@@ -14,6 +14,7 @@ use crate::image::{ImageConfig, Manifest};
 use crate::store::{Blob, ContentStore};
 
 use super::client::{scope, Host, Request};
+use super::limits::{read_small, Meter};
 use super::locations::BlobLocations;
 use super::manifest::{classify, MediaKind, MANIFEST_ACCEPT};
 use super::platform::{select_manifest, Platform};
@@ -22,8 +23,11 @@ use super::reference::Reference;
 use super::retry::Outcome;
 use super::{RegistryClient, RegistryError};
 
-/// Manifests and configs are small; anything bigger is refused unread.
+/// Manifests are small; a bigger answer is refused as it streams.
 const MAX_MANIFEST_BYTES: u64 = 8 << 20;
+/// Image configs are read into memory whole: one declared bigger than this
+/// is refused before it is fetched.
+const MAX_CONFIG_BYTES: u64 = 32 << 20;
 
 /// A base image resolved to one platform and present in the store.
 #[derive(Debug, Clone)]
@@ -110,6 +114,15 @@ pub async fn pull(
         };
 
     let config_digest = manifest.config.digest;
+    if manifest.config.size > MAX_CONFIG_BYTES {
+        return Err(RegistryError::InvalidManifest {
+            reference: what,
+            reason: format!(
+                "its config is {} bytes (at most {MAX_CONFIG_BYTES} are accepted)",
+                manifest.config.size
+            ),
+        });
+    }
     let mut wanted: Vec<(Sha256Digest, u64)> = vec![(config_digest, manifest.config.size)];
     for layer in &manifest.layers {
         if !wanted.iter().any(|(w, _)| *w == layer.digest) {
@@ -319,15 +332,6 @@ pub(super) async fn fetch_manifest(
     let resp = host
         .expect(resp, &[200], &format!("fetch manifest {what}"))
         .await?;
-    if resp
-        .content_length()
-        .is_some_and(|l| l > MAX_MANIFEST_BYTES)
-    {
-        return Err(RegistryError::InvalidManifest {
-            reference: what,
-            reason: "manifest larger than 8 MiB".to_string(),
-        });
-    }
     let media = resp
         .headers()
         .get(CONTENT_TYPE)
@@ -339,7 +343,9 @@ pub(super) async fn fetch_manifest(
         .get("docker-content-digest")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<Sha256Digest>().ok());
-    let bytes = resp.bytes().await.map_err(|e| host.transport_error(&e))?;
+    let bytes = read_small(resp, host.limits, MAX_MANIFEST_BYTES)
+        .await
+        .map_err(|e| host.body_error(&format!("fetch manifest {what}"), e).0)?;
     let digest = Sha256Digest::of(&bytes);
     let expected = tag_or_digest.parse::<Sha256Digest>().ok().or(announced);
     if let Some(expected) = expected {
@@ -376,8 +382,8 @@ async fn fetch_blob(
                 return Ok(n);
             }
             Err(Transfer::Fatal(e)) => return Err(e),
-            Err(Transfer::Interrupted(e)) => {
-                match host.backoff(attempt, Outcome::ConnectionError, &HeaderMap::new(), &what) {
+            Err(Transfer::Interrupted(e, outcome)) => {
+                match host.backoff(attempt, outcome, &HeaderMap::new(), &what) {
                     Some(d) => {
                         tokio::time::sleep(d).await;
                         attempt += 1;
@@ -390,8 +396,8 @@ async fn fetch_blob(
 }
 
 enum Transfer {
-    /// Worth starting over (the connection broke mid-body).
-    Interrupted(RegistryError),
+    /// Worth starting over (the connection broke or stalled mid-body).
+    Interrupted(RegistryError, Outcome),
     Fatal(RegistryError),
 }
 
@@ -418,8 +424,9 @@ async fn fetch_blob_once(
         .writer()
         .map_err(|e| Transfer::Fatal(store_error(what, e)))?;
     let mut received: u64 = 0;
+    let mut meter = Meter::new(host.limits);
     loop {
-        match resp.chunk().await {
+        match meter.next_chunk(&mut resp).await {
             Ok(Some(chunk)) => {
                 received += chunk.len() as u64;
                 if received > size {
@@ -438,16 +445,22 @@ async fn fetch_blob_once(
                 })?;
             }
             Ok(None) => break,
-            Err(e) => return Err(Transfer::Interrupted(host.transport_error(&e))),
+            Err(e) => {
+                let (e, outcome) = host.body_error(&format!("fetch {what}"), e);
+                return Err(Transfer::Interrupted(e, outcome));
+            }
         }
     }
     if received < size {
         // A short body is a broken transfer (the connection ended early).
-        return Err(Transfer::Interrupted(RegistryError::SizeMismatch {
-            what: what.to_string(),
-            expected: size,
-            found: received,
-        }));
+        return Err(Transfer::Interrupted(
+            RegistryError::SizeMismatch {
+                what: what.to_string(),
+                expected: size,
+                found: received,
+            },
+            Outcome::ConnectionError,
+        ));
     }
     writer
         .commit(Some(&Blob {

@@ -11,6 +11,8 @@ pub enum Outcome {
     ConnectionError,
     /// The registry answered with this status.
     Status(u16),
+    /// The answer did not start in time, or its body came too slowly.
+    Stalled,
 }
 
 /// Exponential backoff: attempt `n` (0-based) waits a random duration in
@@ -37,7 +39,7 @@ impl RetryPolicy {
     /// True when `outcome` is worth another attempt (transient by nature).
     pub fn is_transient(outcome: Outcome) -> bool {
         match outcome {
-            Outcome::ConnectionError => true,
+            Outcome::ConnectionError | Outcome::Stalled => true,
             Outcome::Status(s) => s == 408 || s == 429 || (500..=599).contains(&s),
         }
     }
@@ -53,6 +55,11 @@ impl RetryPolicy {
         jitter: f64,
     ) -> Option<Duration> {
         if attempt + 1 >= self.max_attempts || !Self::is_transient(outcome) {
+            return None;
+        }
+        // A stall is worth one fresh connection (a dead TCP connection
+        // stalls too), not a retry budget's worth of waiting.
+        if outcome == Outcome::Stalled && attempt > 0 {
             return None;
         }
         let exp = self
@@ -96,6 +103,13 @@ mod tests {
             assert!(!RetryPolicy::is_transient(Outcome::Status(s)), "{s}");
         }
         assert!(RetryPolicy::is_transient(Outcome::ConnectionError));
+    }
+
+    #[test]
+    fn a_stall_is_retried_once() {
+        let p = RetryPolicy::default();
+        assert!(p.next_delay(0, Outcome::Stalled, None, 0.0).is_some());
+        assert_eq!(p.next_delay(1, Outcome::Stalled, None, 0.0), None);
     }
 
     #[test]

@@ -81,6 +81,53 @@ impl Run {
         }
     }
 
+    /// Runs `cmd`, killing it (and failing the test) if it has not ended
+    /// within `limit`; also returns how long it took.
+    #[track_caller]
+    pub fn within(mut cmd: Command, limit: std::time::Duration) -> (Run, std::time::Duration) {
+        use std::io::Read;
+        use std::process::Stdio;
+        let command = format!("{cmd:?}");
+        let started = std::time::Instant::now();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
+        let drain = |mut r: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = r.read_to_end(&mut buf);
+                String::from_utf8_lossy(&buf).into_owned()
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().expect("stdout")));
+        let err = drain(Box::new(child.stderr.take().expect("stderr")));
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{command} still ran after {limit:?}; stderr so far:\n{}",
+                    err.join().unwrap_or_default()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let took = started.elapsed();
+        let run = Run {
+            command,
+            code: status.code(),
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        };
+        (run, took)
+    }
+
     fn describe(&self) -> String {
         format!(
             "{}\nexit: {:?}\n--- stdout\n{}\n--- stderr\n{}",

@@ -12,6 +12,7 @@ use crate::harness::{Imgb, Run};
 use crate::world::{self, Flavour, Registry};
 
 mod fault_proxy;
+mod hostile;
 
 use fault_proxy::{Action, FaultProxy, Logged, TokenServer};
 
@@ -365,7 +366,7 @@ fn unknown_platforms_missing_images_and_bad_names_are_refused_clearly() {
         .stderr_has("lowercase");
 }
 
-fn is_blob(path: &str) -> bool {
+pub(crate) fn is_blob(path: &str) -> bool {
     path.contains("/blobs/sha256:")
 }
 

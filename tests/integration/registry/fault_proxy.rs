@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,18 @@ pub enum Action {
     Corrupt,
     /// Answer 200 with this content type and body.
     Canned(&'static str, &'static str),
+    /// Read the request and never answer.
+    Silent,
+    /// Answer 200 with a `Content-Length` of a megabyte, then send nothing.
+    Stall,
+    /// Answer 200 with a `Content-Length` of a megabyte, then one byte per
+    /// this many milliseconds.
+    Trickle(u64),
+    /// Answer with this status and an endless chunked body (up to 4 GiB).
+    Endless(u16),
+    /// Answer 401 with a bearer challenge whose realm is this proxy's
+    /// `/token`.
+    Challenge,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +56,8 @@ pub struct FaultProxy {
     pub addr: String,
     log: Arc<Mutex<Vec<Logged>>>,
     stop: Arc<AtomicBool>,
+    /// Body bytes sent by `Endless` and `Trickle` answers.
+    sent: Arc<AtomicU64>,
 }
 
 impl FaultProxy {
@@ -65,7 +79,9 @@ impl FaultProxy {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let rule: Arc<Rule> = Arc::from(rule);
+        let sent = Arc::new(AtomicU64::new(0));
         let (log2, stop2, upstream) = (log.clone(), stop.clone(), upstream.to_string());
+        let (sent2, own) = (sent.clone(), addr.clone());
         std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(120);
             let mut served = 0;
@@ -75,13 +91,30 @@ impl FaultProxy {
                         served += 1;
                         let (log, rule, upstream) = (log2.clone(), rule.clone(), upstream.clone());
                         let rewrite = rewrite.clone();
-                        std::thread::spawn(move || serve(conn, &upstream, &*rule, &log, &rewrite));
+                        let hostile = Hostile {
+                            own: own.clone(),
+                            stop: stop2.clone(),
+                            sent: sent2.clone(),
+                        };
+                        std::thread::spawn(move || {
+                            serve(conn, &upstream, &*rule, &log, &rewrite, &hostile)
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        FaultProxy { addr, log, stop }
+        FaultProxy {
+            addr,
+            log,
+            stop,
+            sent,
+        }
+    }
+
+    /// Body bytes sent so far by `Endless` and `Trickle` answers.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
     }
 
     pub fn log(&self) -> Vec<Logged> {
@@ -122,12 +155,65 @@ fn read_head(conn: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
     }
 }
 
+/// What the hostile answers need: the proxy's own address (for a token
+/// realm), when to stop, and a count of what they sent.
+struct Hostile {
+    own: String,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+}
+
+impl Hostile {
+    /// Keeps `conn` open, sending nothing, until the client closes it, the
+    /// proxy stops or a minute passes.
+    fn hold(&self, conn: &mut TcpStream) {
+        let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut buf = [0u8; 1024];
+        while !self.stop.load(Ordering::SeqCst) && Instant::now() < end {
+            match conn.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn trickle(&self, conn: &mut TcpStream, every: Duration) {
+        let end = Instant::now() + Duration::from_secs(60);
+        while !self.stop.load(Ordering::SeqCst) && Instant::now() < end {
+            if conn.write_all(b"x").is_err() {
+                return;
+            }
+            self.sent.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(every);
+        }
+    }
+
+    fn endless(&self, conn: &mut TcpStream) {
+        let chunk = vec![b' '; 64 * 1024];
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+        let mut total = 0u64;
+        while !self.stop.load(Ordering::SeqCst) && total < 4 << 30 {
+            if conn.write_all(&framed).is_err() {
+                return;
+            }
+            total += chunk.len() as u64;
+            self.sent.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        }
+    }
+}
+
 fn serve(
     mut conn: TcpStream,
     upstream: &str,
     rule: &Rule,
     log: &Mutex<Vec<Logged>>,
     rewrite: &Option<(String, String)>,
+    hostile: &Hostile,
 ) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let Some((head, mut body)) = read_head(&mut conn) else {
@@ -179,6 +265,31 @@ fn serve(
     match action {
         Action::Drop => {
             let _ = conn.shutdown(Shutdown::Both);
+        }
+        Action::Silent => hostile.hold(&mut conn),
+        Action::Stall | Action::Trickle(_) => {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1048576\r\nConnection: close\r\n\r\n"
+            );
+            match action {
+                Action::Trickle(ms) => hostile.trickle(&mut conn, Duration::from_millis(ms)),
+                _ => hostile.hold(&mut conn),
+            }
+        }
+        Action::Endless(code) => {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {code} Endless\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            );
+            hostile.endless(&mut conn);
+        }
+        Action::Challenge => {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{}/token\",service=\"hostile\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                hostile.own
+            );
         }
         Action::Status(code) => {
             let body = format!(
