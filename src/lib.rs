@@ -17,7 +17,8 @@
 //! |---|---|---|
 //! | [`dockerfile`] | syntax, shell-word lexer, `$VAR` expansion, typed instructions | none |
 //! | [`plan`] | stage graph, ARG/ENV scoping, target pruning, lowering to steps | none |
-//! | [`image`] | image config, manifests, indexes, canonical JSON | none |
+//! | [`image`] | image config, manifests, indexes, attestation manifests, canonical JSON | none |
+//! | [`attest`] | SBOM (package catalogers, SPDX) and SLSA provenance documents | none |
 //! | [`digest`] | `Sha256Digest`, hashing reader and writer | none |
 //! | [`store`] | the content-addressed blob store under `IMGB_HOME` | fs |
 //! | [`context`] | the build context, `.dockerignore`, content checksums | fs (read) |
@@ -31,6 +32,7 @@
 //! The `architecture` test at the bottom of this file reads `src/**` and fails
 //! when a module names a `crate::` path its row does not allow.
 
+pub mod attest;
 pub mod cache;
 pub mod cli;
 pub mod context;
@@ -57,6 +59,7 @@ mod architecture {
         ("dockerfile", &[]),
         ("plan", &["dockerfile", "image", "digest"]),
         ("image", &["digest"]),
+        ("attest", &["image", "digest"]),
         ("store", &["digest"]),
         ("context", &["digest"]),
         ("layer", &["store", "digest"]),

@@ -1,12 +1,20 @@
 //! The image model: the image config (a Docker-compatible superset of OCI's
 //! that round-trips unknown fields), manifests and indexes, history entries,
-//! `ChainId`, and canonical JSON for everything that gets digested.
+//! `ChainId`, canonical JSON for everything that gets digested, image
+//! indexes with attestation manifests (BuildKit's layout), `--annotation`
+//! parsing and package URLs.
 //!
 //! Pure: no I/O. Uses `digest`.
 
+mod annotations;
+pub mod attest;
 mod config;
 mod manifest;
+mod purl;
 mod resolved;
+
+pub use annotations::{Annotation, AnnotationTarget, Annotations};
+pub use purl::Purl;
 
 pub use config::{Config, Empty, Extra, Healthcheck, History, ImageConfig, RootFs};
 pub use manifest::{

@@ -1,5 +1,6 @@
 //! Layers: the deterministic tar writer, compression, diffs of two trees or of
-//! an overlay upper dir, whiteouts, and safe unpacking.
+//! an overlay upper dir, whiteouts, safe unpacking, and reading an image's
+//! final files from its layer blobs ([`scan_files`], for the SBOM).
 //!
 //! A [`LayerWriter`] streams in one pass: tar bytes -> sha256 (the diff id)
 //! -> compressor -> sha256 (the blob digest, in the store's `BlobWriter`) ->
@@ -18,11 +19,13 @@ mod compress;
 mod header;
 mod memo;
 mod pgzip;
+mod scan;
 mod tree;
 mod unpack;
 
 pub use compress::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL};
 use memo::ChunkMemo;
+pub use scan::{scan_files, scan_layer, Extract, FileInfo};
 pub use tree::TreeOptions;
 pub use unpack::{
     decompressed, is_overlay_opaque, is_overlay_whiteout, unpack_layer, unpack_layer_overlay,
